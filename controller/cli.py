@@ -1,0 +1,82 @@
+"""``buildkit-controller``: the server-side command (plugins listing now; operator, API, dev later)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+
+import click
+
+from buildkit_controller.core._loader import InstalledPlugin, installed_plugins, load_plugins
+from buildkit_controller.core.errors import ConfigError
+from buildkit_controller.core.settings import GROUPS, PluginSettings
+
+__all__ = ["main"]
+
+EXIT_CONFIG = 2
+
+
+def _settings(ctx: click.Context) -> PluginSettings:
+    settings: PluginSettings = ctx.obj
+    return settings
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--plugins", "plugin_overrides", multiple=True, metavar="GROUP=NAME[,NAME...]",
+              help="Enable exactly these plugins of GROUP, in this order (repeatable). Overrides the "
+                   f"BKC_PLUGINS_<GROUP> environment variables. Groups: {', '.join(GROUPS)}.")
+@click.version_option(package_name="buildkit-controller")
+@click.pass_context
+def cli(ctx: click.Context, plugin_overrides: Sequence[str]) -> None:
+    """Kubernetes operator for pools of BuildKit daemons.
+
+    Plugins are discovered through entry points; installed is not enabled: the BKC_PLUGINS_<GROUP>
+    variables (set by the Helm chart) or --plugins name the enabled ones.
+    """
+    ctx.obj = PluginSettings.from_env(os.environ, plugin_overrides)
+
+
+def _table(rows: list[InstalledPlugin]) -> str:
+    header = ("GROUP", "NAME", "ENABLED", "DISTRIBUTION", "VERSION", "TARGET")
+    cells = [header] + [(p.group, p.name, "yes" if p.enabled else "no", p.distribution or "-",
+                         p.version or "-", p.target) for p in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+                     for row in cells)
+
+
+@cli.command("plugins")
+@click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.pass_context
+def plugins_command(ctx: click.Context, output: str) -> None:
+    """List installed plugins per group, whether each is enabled, and where it comes from.
+
+    Exits 2 when an enabled plugin is missing or fails to load.
+    """
+    settings = _settings(ctx)
+    load_plugins(settings)  # fail the same way start-up would
+    rows = installed_plugins(settings)
+    if output == "json":
+        click.echo(json.dumps([asdict(p) for p in rows], indent=2))
+    else:
+        click.echo(_table(rows))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point: configuration errors become one line on stderr and exit 2."""
+    try:
+        cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except ConfigError as exc:
+        click.echo(f"buildkit-controller: error: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("Aborted!", err=True)
+        sys.exit(1)
