@@ -9,9 +9,8 @@ STAMP  := $(VENV)/.installed-stamp
 $(STAMP): requirements/dev.txt pyproject.toml kubesim/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements/dev.txt
-	# Strict editable mode builds a real package tree under build/ so mypy and import-linter see it.
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation \
-		--config-settings editable_mode=strict -e . -e ./kubesim
+		-e . -e ./kubesim
 	touch $(STAMP)
 
 ## Run the system (today: the plugin listing; the embedded dev mode replaces it with the operator).
@@ -23,7 +22,13 @@ test: lint
 	$(BIN)/python -m pytest -q; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
-lint: $(STAMP)
+# mypy cannot follow the editable install's import hook: give it the namespace as folder symlinks.
+TYPING := build/typing/buildkit_controller
+$(TYPING):
+	mkdir -p $(TYPING)
+	for d in core plugins controller; do ln -sfn ../../../$$d $(TYPING)/$$d; done
+
+lint: $(STAMP) $(TYPING)
 	$(BIN)/ruff check .
 	$(BIN)/mypy -p buildkit_controller.core -p buildkit_controller.plugins
 	$(BIN)/lint-imports

@@ -7,9 +7,11 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
+from pathlib import Path
 
 import click
 
+from buildkit_controller.controller.crds import crd_yaml, render_crds, write_crds
 from buildkit_controller.core._loader import InstalledPlugin, installed_plugins, load_plugins
 from buildkit_controller.core.errors import ConfigError
 from buildkit_controller.core.settings import GROUPS, PluginSettings
@@ -63,6 +65,18 @@ def plugins_command(ctx: click.Context, output: str) -> None:
         click.echo(json.dumps([asdict(p) for p in rows], indent=2))
     else:
         click.echo(_table(rows))
+
+
+@cli.command("crds")
+@click.option("--write", "directory", type=click.Path(file_okay=False, path_type=Path),
+              help="Write one YAML file per CRD into DIRECTORY instead of printing them.")
+def crds_command(directory: Path | None) -> None:
+    """Print the CRDs (for `kubectl apply -f -`), or write them into a directory."""
+    if directory is not None:
+        for path in write_crds(directory):
+            click.echo(f"wrote {path}")
+        return
+    click.echo("---\n".join(crd_yaml(crd) for crd in render_crds()), nl=False)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

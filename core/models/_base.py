@@ -6,13 +6,21 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Annotated, Any, Self
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, PlainSerializer, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    PlainSerializer,
+    ValidationError,
+    WithJsonSchema,
+)
 from pydantic.alias_generators import to_camel
 
 from buildkit_controller.core.errors import SpecError
 from buildkit_controller.core.models.units import format_duration, parse_duration, parse_quantity
 
-__all__ = ["Duration", "Quantity", "Timestamp", "_Model"]
+__all__ = ["DURATION_PATTERN", "QUANTITY_PATTERN", "Duration", "Quantity", "Timestamp", "_Model"]
 
 
 def _to_duration(value: object) -> object:
@@ -30,10 +38,19 @@ def _to_quantity(value: object) -> object:
     return value
 
 
+#: What the CRD schema enforces for durations (the same grammar ``parse_duration`` reads).
+DURATION_PATTERN = r"^(0|(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|ms|s|m|h|d))+)$"
+#: Kubernetes' own quantity pattern, as its built-in schemas declare it.
+QUANTITY_PATTERN = (r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|"
+                    r"([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$")
+
 #: A Go-style duration string (``15m``) held as a ``timedelta``; dumps back to the string form.
-Duration = Annotated[timedelta, BeforeValidator(_to_duration), PlainSerializer(format_duration)]
+Duration = Annotated[timedelta, BeforeValidator(_to_duration), PlainSerializer(format_duration),
+                     WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN})]
 #: A Kubernetes resource quantity, validated and kept as the user's string (``1`` stays ``"1"``).
-Quantity = Annotated[str, BeforeValidator(_to_quantity)]
+Quantity = Annotated[str, BeforeValidator(_to_quantity), WithJsonSchema({
+    "anyOf": [{"type": "integer"}, {"type": "string"}], "pattern": QUANTITY_PATTERN,
+    "x-kubernetes-int-or-string": True})]
 #: An RFC 3339 timestamp; naive values are rejected so every comparison is in UTC.
 Timestamp = AwareDatetime
 

@@ -11,7 +11,8 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from cronsim import CronSim, CronSimError
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, GetJsonSchemaHandler, field_validator, model_validator
+from pydantic.json_schema import JsonSchemaValue
 
 from buildkit_controller.core.models._base import Duration, Quantity, _Model
 
@@ -118,6 +119,12 @@ class AuthMethod(_Model):
     type: str
     options: Mapping[str, Any] = Field(default_factory=dict)
 
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core: Any, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        # In a CR it is either a bare name or {type: ..., <type>: {...}}: only the kernel can check it.
+        return {"x-kubernetes-preserve-unknown-fields": True,
+                "description": "An auth method: a name (mtls) or {type: oidc, oidc: {...}}."}
+
     @model_validator(mode="before")
     @classmethod
     def _shorthand(cls, data: Any) -> Any:
@@ -151,6 +158,13 @@ class CacheBackend(_Model):
 
     type: str
     options: Mapping[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core: Any, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        # The CR form: {type: s3, s3: {...}}; the plugin named by `type` validates its own options.
+        return {"type": "object", "required": ["type"], "properties": {"type": {"type": "string"}},
+                "x-kubernetes-preserve-unknown-fields": True,
+                "description": "A cache backend: {type: <plugin>, <plugin>: {...options}}."}
 
     @model_validator(mode="before")
     @classmethod

@@ -11,7 +11,7 @@ from pydantic import Field
 
 from buildkit_controller.core.models._base import Timestamp, _Model
 
-__all__ = ["AllocationRecord", "PoolRef", "Worker", "WorkerPhase", "WorkerStatus"]
+__all__ = ["AllocationRecord", "PoolRef", "Worker", "WorkerPhase", "WorkerSpec", "WorkerStatus"]
 
 
 class WorkerPhase(enum.StrEnum):
@@ -56,6 +56,13 @@ class AllocationRecord(_Model):
 
     def expired(self, now: datetime) -> bool:
         return now >= self.expires_at
+
+
+class WorkerSpec(_Model):
+    """The CR's ``spec``: which pool, and the allocation when the worker is allocated."""
+
+    pool_ref: PoolRef
+    allocation: AllocationRecord | None = None
 
 
 class WorkerStatus(_Model):
