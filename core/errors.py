@@ -89,7 +89,15 @@ class PKIError(PermanentError):
 
 
 class CertificateVerificationError(PKIError):
-    """A certificate failed chain, validity or usage verification."""
+    """A certificate failed chain, validity or usage verification.
+
+    ``reason`` is a short stable label (``expired``, ``not-yet-valid``, ``wrong-usage``,
+    ``unknown-issuer``, ``bad-identity``, ``rejected``) for metrics and logs.
+    """
+
+    def __init__(self, message: str, *, reason: str = "rejected") -> None:
+        self.reason = reason
+        super().__init__(message)
 
 
 class NotFoundError(PermanentError):

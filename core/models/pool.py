@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from cronsim import CronSim, CronSimError
-from pydantic import Field, GetJsonSchemaHandler, field_validator, model_validator
+from pydantic import Field, GetJsonSchemaHandler, StringConstraints, field_validator, model_validator
 from pydantic.json_schema import JsonSchemaValue
 
 from buildkit_controller.core.models._base import Duration, Quantity, _Model
@@ -251,7 +251,7 @@ class PoolSpec(_Model):
     buildkit_image: str | None = None
     gateway_image: str | None = None
     #: A complete ``buildkitd.toml`` used verbatim instead of the generated one.
-    buildkit_config: str | None = None
+    buildkit_config: Annotated[str, StringConstraints(strip_whitespace=False)] | None = None
 
 
 class Pool(_Model):
