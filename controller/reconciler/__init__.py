@@ -1,0 +1,1 @@
+"""The Kopf adapter: thin handlers that parse, call the kernel and the pure builders, and patch."""
