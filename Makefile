@@ -31,6 +31,7 @@ $(TYPING):
 lint: $(STAMP) $(TYPING)
 	$(BIN)/ruff check .
 	$(BIN)/mypy -p buildkit_controller.core -p buildkit_controller.plugins
+	$(BIN)/mypy --config-file kubesim/pyproject.toml kubesim/src/kubesim
 	$(BIN)/lint-imports
 
 ## Certificate issuance benchmark (one core); see docs/pki.md.
