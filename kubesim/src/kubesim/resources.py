@@ -179,6 +179,12 @@ BUILTINS: tuple[ResourceType, ...] = (
         model="V1NetworkPolicy",
         short=("netpol",),
     ),
+    # RBAC objects are stored and served (operators create them) but not enforced: no authorization.
+    _builtin("rbac.authorization.k8s.io", "v1", "roles", "Role", model="V1Role"),
+    _builtin("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", model="V1RoleBinding"),
+    _builtin("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False, model="V1ClusterRole"),
+    _builtin("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False,
+             model="V1ClusterRoleBinding"),
     _builtin(
         "apiextensions.k8s.io",
         "v1",
