@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -77,6 +80,33 @@ def crds_command(directory: Path | None) -> None:
             click.echo(f"wrote {path}")
         return
     click.echo("---\n".join(crd_yaml(crd) for crd in render_crds()), nl=False)
+
+
+@cli.command("operator")
+@click.option("--server", metavar="URL",
+              help="API server URL (no auth); default: in-cluster, then kubeconfig.")
+@click.option("--kubeconfig", type=click.Path(dir_okay=False), envvar="KUBECONFIG",
+              help="Kubeconfig file to use when not running in a cluster.")
+@click.option("--standalone", is_flag=True,
+              help="Do not coordinate with other replicas (Kopf peering). Only for one replica.")
+@click.option("--priority", type=int, help="Peering priority; the highest live replica works.")
+@click.option("--resync", type=float, default=10.0, show_default=True,
+              help="Seconds between reconciles of an unchanged pool.")
+@click.pass_context
+def operator_command(ctx: click.Context, resync: float, **connection: Any) -> None:
+    """Run the Kopf operator for BuildKitPools and BuildKitWorkers until interrupted."""
+    # Server-only imports: `pip install buildkit-controller` (no [server] extra) must still run `plugins`.
+    from buildkit_controller.controller.reconciler.context import OperatorSettings  # noqa: PLC0415
+    from buildkit_controller.controller.reconciler.run import OperatorOptions, run_operator  # noqa: PLC0415
+
+    options = OperatorOptions(**connection)
+    settings = OperatorSettings(resync_seconds=resync)
+    _configure_logging()
+    asyncio.run(run_operator(options, _settings(ctx), settings))
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

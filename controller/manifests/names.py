@@ -10,6 +10,8 @@ __all__ = [
     "GATEWAY_METRICS_PORT",
     "GATEWAY_PORT",
     "POOL_LABEL",
+    "PURPOSE_LABEL",
+    "WORKER_LABEL",
     "WORKER_PORT",
     "config_map_name",
     "gateway_labels",

@@ -73,3 +73,14 @@ def test_bare_folder_names_are_not_importable() -> None:
         assert probe.returncode != 0 and "ModuleNotFoundError" in probe.stderr
     ok = subprocess.run([sys.executable, "-c", "import buildkit_controller.core"], cwd="/", check=False)
     assert ok.returncode == 0
+
+
+def test_plugins_command_needs_no_server_packages() -> None:
+    """`pip install buildkit-controller` (no [server] extra) must be enough for `plugins`."""
+    blocked = ["kopf", "quart", "hypercorn", "aiohttp", "kubernetes_asyncio", "tomli_w"]
+    code = (f"import sys; sys.modules.update(dict.fromkeys({blocked!r}));"
+            "from buildkit_controller.controller.cli import main; main(['plugins'])")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/",
+                            timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "tshirt" in result.stdout

@@ -1,0 +1,102 @@
+"""The real Kopf operator, in-process, against kubesim (the emulated API server; pods do not run)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest_asyncio
+import yaml
+
+from buildkit_controller.controller.manifests.names import API_VERSION, POOL_LABEL
+from buildkit_controller.controller.reconciler.context import OperatorSettings
+from buildkit_controller.controller.reconciler.kube import Kube
+from buildkit_controller.controller.reconciler.run import OperatorOptions, run_operator
+from buildkit_controller.core.settings import PluginSettings
+from kubesim import KubeSim
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest_asyncio.fixture
+async def operator(kubesim: KubeSim, kube: Kube) -> AsyncIterator[Kube]:
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(run_operator(
+        OperatorOptions(server=kubesim.url, standalone=True), PluginSettings(),
+        OperatorSettings(resync_seconds=0.5), stop_flag=stop, ready_flag=ready))
+    await asyncio.wait_for(ready.wait(), 20)
+    yield kube
+    stop.set()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(task, 20)
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 15.0) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await check()
+        if result or asyncio.get_running_loop().time() > deadline:
+            assert result, "condition not reached in time"
+            return result
+        await asyncio.sleep(0.2)
+
+
+def pool_body(spec: dict[str, Any]) -> dict[str, Any]:
+    body = yaml.safe_load((ROOT / "examples" / "pool-example.yaml").read_text())
+    body["metadata"]["namespace"] = "default"
+    body["spec"].update(spec)
+    return body
+
+
+async def test_operator_creates_min_workers_with_pods_and_reports_status(operator: Kube) -> None:
+    await operator.create(pool_body({"scaling": {"min": 2, "max": 4}}))
+
+    async def workers_with_pods() -> list[dict[str, Any]]:
+        workers = await operator.list(API_VERSION, "BuildKitWorker", "default",
+                                      {POOL_LABEL: "my-buildkit-pool"})
+        pods = {p["metadata"]["name"] for p in await operator.list("v1", "Pod", "default")}
+        ok = len(workers) == 2 and all(w["metadata"]["name"] in pods for w in workers)
+        return workers if ok else []
+
+    workers = await eventually(workers_with_pods)
+    assert all((w.get("status") or {}).get("podName") == w["metadata"]["name"] for w in workers)
+
+    async def status() -> dict[str, Any]:
+        pool = await operator.get(API_VERSION, "BuildKitPool", "my-buildkit-pool", "default") or {}
+        found = pool.get("status") or {}
+        return found if (found.get("workers") or {}).get("total") == 2 else {}
+
+    found = await eventually(status)
+    assert found["endpoint"] == "tcp://my-buildkit-pool.default.svc:1235"
+    assert {c["type"] for c in found["conditions"]} == {"Ready", "GatewayReady", "CertificatesReady",
+                                                        "PluginsReady"}
+    await asyncio.sleep(1.5)  # several resync rounds: still exactly two workers
+    assert len(await operator.list(API_VERSION, "BuildKitWorker", "default")) == 2
+
+
+async def test_workers_created_from_outside_never_exceed_max(operator: Kube) -> None:
+    await operator.create(pool_body({"scaling": {"min": 0, "max": 3}}))
+    outside = {"apiVersion": API_VERSION, "kind": "BuildKitWorker",
+               "metadata": {"generateName": "outside-", "namespace": "default",
+                            "labels": {POOL_LABEL: "my-buildkit-pool"}},
+               "spec": {"poolRef": {"name": "my-buildkit-pool"}}}
+    await asyncio.gather(*(operator.create(outside) for _ in range(50)))
+    most_pods = 0
+
+    async def refused_all_but_three() -> bool:
+        nonlocal most_pods
+        most_pods = max(most_pods, len(await operator.list("v1", "Pod", "default")))
+        refusals = [e for e in await operator.list("v1", "Event", "default") if e["reason"] == "NotAdmitted"]
+        return len(refusals) == 47
+
+    await eventually(refused_all_but_three, timeout=40)
+
+    async def three_left() -> bool:
+        return len(await operator.list(API_VERSION, "BuildKitWorker", "default")) == 3
+
+    await eventually(three_left)  # the refused ones failed and were removed by the pool's scaling
+    assert most_pods <= 3
+    assert len(await operator.list("v1", "Pod", "default")) == 3
