@@ -19,7 +19,7 @@ dev: $(STAMP)
 
 ## Lint, type-check, import contracts, then every test. pytest's "no tests collected" (5) fails too.
 test: lint
-	$(BIN)/python -m pytest -q; rc=$$?; \
+	$(BIN)/pytest -q; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
 # mypy cannot follow the editable install's import hook: give it the namespace as folder symlinks.

@@ -27,7 +27,7 @@ GROUPS: Mapping[str, str] = {
 DEFAULT_ENABLED: Mapping[str, tuple[str, ...]] = {
     "auth": (),
     "credentials": (),
-    "cache": (),
+    "cache": ("local",),
     "sizing": ("tshirt",),
     "scaling": ("minidle", "schedule"),
 }

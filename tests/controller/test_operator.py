@@ -100,3 +100,68 @@ async def test_workers_created_from_outside_never_exceed_max(operator: Kube) -> 
     await eventually(three_left)  # the refused ones failed and were removed by the pool's scaling
     assert most_pods <= 3
     assert len(await operator.list("v1", "Pod", "default")) == 3
+
+
+async def test_deleting_a_worker_deletes_its_pod_then_the_worker(operator: Kube) -> None:
+    await operator.create(pool_body({"scaling": {"min": 1, "max": 2}}))
+
+    async def one_pod() -> list[dict[str, Any]]:
+        return await operator.list("v1", "Pod", "default")
+
+    (pod,) = await eventually(one_pod)
+    await operator.delete(API_VERSION, "BuildKitWorker", pod["metadata"]["name"], "default")
+
+    async def replaced() -> bool:
+        names = {w["metadata"]["name"] for w in await operator.list(API_VERSION, "BuildKitWorker", "default")}
+        pods = {p["metadata"]["name"] for p in await operator.list("v1", "Pod", "default")}
+        return pod["metadata"]["name"] not in names | pods and len(names) == 1
+
+    await eventually(replaced)  # the pod went first, then the worker; min 1 brought a new one
+
+
+async def test_deleting_a_pool_removes_everything_it_created(operator: Kube) -> None:
+    await operator.create(pool_body({"scaling": {"min": 2, "max": 3}}))
+    await eventually(lambda: _count(operator, "v1", "Pod", 2))
+    await operator.delete(API_VERSION, "BuildKitPool", "my-buildkit-pool", "default")
+    for api_version, kind in [(API_VERSION, "BuildKitWorker"), ("v1", "Pod"), ("apps/v1", "Deployment"),
+                              ("v1", "ConfigMap"), ("rbac.authorization.k8s.io/v1", "Role")]:
+        await eventually(lambda a=api_version, k=kind: _none_of_ours(operator, a, k))
+    secrets = await operator.list("v1", "Secret", "default", {POOL_LABEL: "my-buildkit-pool"})
+    assert secrets == []
+
+
+async def _count(kube: Kube, api_version: str, kind: str, count: int) -> bool:
+    return len(await kube.list(api_version, kind, "default")) == count
+
+
+async def _none_of_ours(kube: Kube, api_version: str, kind: str) -> bool:
+    objects = await kube.list(api_version, kind, "default")
+    return not [o for o in objects if "my-buildkit-pool" in o["metadata"]["name"]]
+
+
+async def test_kubectl_shows_pool_and_worker_columns(operator: Kube, kubesim: KubeSim,
+                                                     tmp_path: Path) -> None:
+    """Real kubectl against kubesim: short names, category and printer columns with live values."""
+    await operator.create(pool_body({"scaling": {"min": 2, "max": 4}}))
+    await eventually(lambda: _pool_total(operator, 2))
+    kubeconfig = tmp_path / "kubeconfig"
+    kubesim.write_kubeconfig(kubeconfig)
+    process = await asyncio.create_subprocess_exec(
+        "kubectl", "--kubeconfig", str(kubeconfig), "--cache-dir", str(tmp_path / "cache"),
+        "get", "bkp,bkw", "-n", "default", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    lines = out.decode().splitlines()
+    pool_header = next(line for line in lines if line.startswith("NAME") and "CONNECTIONS" in line)
+    assert pool_header.split() == ["NAME", "PHASE", "WORKERS", "READY", "ALLOCATED", "CONNECTIONS", "AGE"]
+    pool_row = next(line for line in lines if line.startswith("buildkitpool"))
+    assert pool_row.split()[1:6] == ["Pending", "2", "0", "0", "0"]
+    worker_rows = [line.split() for line in lines if line.startswith("buildkitworker")]
+    assert len(worker_rows) == 2
+    assert all(row[1] == "my-buildkit-pool" and row[2] == "Provisioning" for row in worker_rows)
+    assert all(row[3] == row[0].split("/")[1] for row in worker_rows)  # the Pod column names the pod
+
+
+async def _pool_total(kube: Kube, total: int) -> bool:
+    pool = await kube.get(API_VERSION, "BuildKitPool", "my-buildkit-pool", "default") or {}
+    return ((pool.get("status") or {}).get("workers") or {}).get("total") == total

@@ -34,6 +34,7 @@ from buildkit_controller.core.testing import (
     SizingContract,
     make_pool,
 )
+from buildkit_controller.plugins.local import LocalCache
 from buildkit_controller.plugins.minidle import MinIdleScaling
 from buildkit_controller.plugins.schedule import ScheduleScaling
 from buildkit_controller.plugins.tshirt import TShirtSizing
@@ -61,6 +62,22 @@ class TestSchedule(ScalingContract):
     @pytest.fixture
     def plugin(self) -> object:
         return ScheduleScaling()
+
+
+class TestLocal(CacheContract):
+    plugin_name = "local"
+
+    @pytest.fixture
+    def plugin(self) -> object:
+        return LocalCache()
+
+    @pytest.fixture
+    def backend_options(self) -> Mapping[str, Any]:
+        return {"storageClass": "fast", "size": "80Gi"}
+
+    @pytest.fixture
+    def invalid_backend_options(self) -> Mapping[str, Any]:
+        return {"size": "huge"}
 
 
 class ExampleCache:

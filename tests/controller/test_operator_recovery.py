@@ -1,0 +1,89 @@
+"""Recovery: the operator process killed mid-creation, injected API errors, dropped watches.
+
+kubesim is the emulated API server; the operator is the real ``buildkit-controller operator``
+process (or the in-process Kopf operator for fault injection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from buildkit_controller.controller.manifests.names import API_VERSION, POOL_LABEL
+from buildkit_controller.controller.reconciler.kube import Kube
+from kubesim import KubeSim
+
+from .test_operator import eventually, pool_body
+from .test_operator import operator as operator  # noqa: PLC0414 - a fixture, used by name
+
+EXE = str(Path(sys.executable).parent / "buildkit-controller")
+
+
+async def start_operator(url: str, log: Path) -> asyncio.subprocess.Process:
+    with log.open("a") as sink:  # the child keeps its own copy of the descriptor
+        return await asyncio.create_subprocess_exec(
+            EXE, "operator", "--server", url, "--standalone", "--resync", "0.5",
+            stdout=asyncio.subprocess.DEVNULL, stderr=sink)
+
+
+@pytest.fixture
+async def processes() -> AsyncIterator[list[asyncio.subprocess.Process]]:
+    started: list[asyncio.subprocess.Process] = []
+    yield started
+    for process in started:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def converged(kube: Kube, workers: int) -> bool:
+    secrets = await kube.list("v1", "Secret", "default", {POOL_LABEL: "my-buildkit-pool"})
+    found = await kube.list(API_VERSION, "BuildKitWorker", "default")
+    pods = await kube.list("v1", "Pod", "default")
+    deployments = await kube.list("apps/v1", "Deployment", "default")
+    return len(secrets) == 5 and len(found) == workers and len(pods) == workers and len(deployments) == 1
+
+
+async def test_sigkill_mid_creation_then_restart_converges_without_duplicates(
+        kubesim: KubeSim, kube: Kube, processes: list[asyncio.subprocess.Process], tmp_path: Path) -> None:
+    await kube.create(pool_body({"scaling": {"min": 3, "max": 5}}))
+    log = tmp_path / "operator.log"  # kept by pytest for a failing run
+    first = await start_operator(kubesim.url, log)
+    processes.append(first)
+
+    async def some_secret() -> bool:
+        return bool(await kube.list("v1", "Secret", "default", {POOL_LABEL: "my-buildkit-pool"}))
+
+    await eventually(some_secret, timeout=30)
+    os.kill(first.pid, signal.SIGKILL)
+    await first.wait()
+    processes.append(await start_operator(kubesim.url, log))
+    await eventually(lambda: converged(kube, 3), timeout=40)
+    await asyncio.sleep(2)  # several resyncs later: still no duplicates
+    assert await converged(kube, 3)
+
+
+async def test_injected_errors_and_dropped_watches_are_recovered(kubesim: KubeSim,
+                                                                 operator: Kube) -> None:
+    rules = [kubesim.faults.fail_next(3, 500, verb="create", resource="secrets"),
+             kubesim.faults.fail_next(2, 409, verb="patch", resource="buildkitworkers/status"),
+             kubesim.faults.fail_next(2, 500, verb="create", resource="pods")]
+    await operator.create(pool_body({"scaling": {"min": 2, "max": 4}}))
+    await asyncio.sleep(0.5)
+    assert kubesim.drop_watches() > 0
+    kubesim.faults.fail_next(1, 410, verb="watch", resource="buildkitworkers")
+    await eventually(lambda: converged(operator, 2), timeout=40)
+
+    async def workers_provisioning() -> Any:
+        workers = await operator.list(API_VERSION, "BuildKitWorker", "default")
+        return all((w.get("status") or {}).get("phase") == "Provisioning" for w in workers)
+
+    await eventually(workers_provisioning)
+    assert [rule.hits for rule in rules] == [3, 2, 2], "every injected failure was really served"
