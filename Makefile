@@ -26,7 +26,7 @@ test: lint
 TYPING := build/typing/buildkit_controller
 $(TYPING):
 	mkdir -p $(TYPING)
-	for d in core plugins controller; do ln -sfn ../../../$$d $(TYPING)/$$d; done
+	for d in core plugins controller gateway; do ln -sfn ../../../$$d $(TYPING)/$$d; done
 
 lint: $(STAMP) $(TYPING)
 	$(BIN)/ruff check .

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from buildkit_controller.controller.crds import crd_yaml, render_crds, write_crds
+from buildkit_controller.controller.crds import all_crds, crd_yaml, write_crds
 from buildkit_controller.core._loader import InstalledPlugin, installed_plugins, load_plugins
 from buildkit_controller.core.errors import ConfigError
 from buildkit_controller.core.settings import GROUPS, PluginSettings
@@ -79,7 +79,7 @@ def crds_command(directory: Path | None) -> None:
         for path in write_crds(directory):
             click.echo(f"wrote {path}")
         return
-    click.echo("---\n".join(crd_yaml(crd) for crd in render_crds()), nl=False)
+    click.echo("---\n".join(crd_yaml(crd) for crd in all_crds()), nl=False)
 
 
 @cli.command("operator")
@@ -90,6 +90,8 @@ def crds_command(directory: Path | None) -> None:
 @click.option("--standalone", is_flag=True,
               help="Do not coordinate with other replicas (Kopf peering). Only for one replica.")
 @click.option("--priority", type=int, help="Peering priority; the highest live replica works.")
+@click.option("--peering-lifetime", type=int, default=60, show_default=True,
+              help="Seconds after which a silent replica is considered gone and another takes over.")
 @click.option("--resync", type=float, default=10.0, show_default=True,
               help="Seconds between reconciles of an unchanged pool.")
 @click.pass_context

@@ -24,7 +24,8 @@ from buildkit_controller.core.models.status import PoolStatus
 from buildkit_controller.core.models.units import format_duration
 from buildkit_controller.core.models.worker import WorkerSpec, WorkerStatus
 
-__all__ = ["GROUP", "KINDS", "VERSION", "render_crds", "structural_schema", "write_crds"]
+__all__ = ["GROUP", "KINDS", "VERSION", "all_crds", "kopf_peering_crd", "render_crds", "structural_schema",
+           "write_crds"]
 
 GROUP = "buildkit.smrt-devops.net"
 VERSION = "v1alpha1"
@@ -166,7 +167,28 @@ def render_crd(kind: Kind) -> dict[str, Any]:
 
 
 def render_crds() -> list[dict[str, Any]]:
+    """Our three CRDs."""
     return [render_crd(kind) for kind in KINDS]
+
+
+def kopf_peering_crd() -> dict[str, Any]:
+    """Kopf's ``ClusterKopfPeering``: replicas of the operator use it to elect the one that works."""
+    status = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "clusterkopfpeerings.kopf.dev"},
+        "spec": {"group": "kopf.dev", "scope": "Cluster",
+                 "names": {"kind": "ClusterKopfPeering", "plural": "clusterkopfpeerings",
+                           "singular": "clusterkopfpeering"},
+                 "versions": [{"name": "v1", "served": True, "storage": True,
+                               "schema": {"openAPIV3Schema": {"type": "object",
+                                                              "properties": {"status": status}}}}]},
+    }
+
+
+def all_crds() -> list[dict[str, Any]]:
+    """Everything the chart's ``crds/`` folder holds: ours and Kopf's peering CRD."""
+    return [*render_crds(), kopf_peering_crd()]
 
 
 def crd_yaml(crd: Mapping[str, Any]) -> str:
@@ -178,7 +200,7 @@ def write_crds(directory: Path) -> list[Path]:
     """Write one YAML file per CRD into ``directory``; returns the paths written."""
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-    for crd in render_crds():
+    for crd in all_crds():
         path = directory / f"{crd['metadata']['name']}.yaml"
         path.write_text(crd_yaml(crd))
         written.append(path)

@@ -61,6 +61,7 @@ KINDS: Mapping[tuple[str, str], tuple[str, bool]] = {
     ("rbac.authorization.k8s.io/v1", "Role"): ("roles", True),
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): ("rolebindings", True),
     ("apiextensions.k8s.io/v1", "CustomResourceDefinition"): ("customresourcedefinitions", False),
+    ("kopf.dev/v1", "ClusterKopfPeering"): ("clusterkopfpeerings", False),
     (f"{GROUP}/{VERSION}", "BuildKitPool"): ("buildkitpools", True),
     (f"{GROUP}/{VERSION}", "BuildKitWorker"): ("buildkitworkers", True),
     (f"{GROUP}/{VERSION}", "BuildKitOIDCConfig"): ("buildkitoidcconfigs", True),

@@ -32,10 +32,13 @@ class OperatorOptions:
     standalone: bool = False
     #: Higher wins; replicas with the same priority would all pause, so the default is random.
     priority: int | None = None
+    #: Seconds after which a silent replica counts as gone.
+    peering_lifetime: int = 60
 
 
-def kopf_settings() -> kopf.OperatorSettings:
+def kopf_settings(options: OperatorOptions) -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
+    settings.peering.lifetime = options.peering_lifetime
     # Our CRD schemas prune unknown status fields, so Kopf keeps its bookkeeping in annotations.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -57,6 +60,12 @@ def _login(options: OperatorOptions) -> Any:
     return login
 
 
+async def _ensure_peering(kube: Kube) -> None:
+    """Kopf only updates the peering object; it must exist (the CRD comes with ours)."""
+    await kube.ensure({"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering",
+                       "metadata": {"name": PEERING_NAME}})
+
+
 async def run_operator(options: OperatorOptions, plugins: PluginSettings,
                        settings: OperatorSettings | None = None,
                        stop_flag: asyncio.Event | None = None,
@@ -68,8 +77,10 @@ async def run_operator(options: OperatorOptions, plugins: PluginSettings,
     kopf.on.login(registry=registry)(_login(options))
     context = Context(kube=kube, host=host, settings=settings or OperatorSettings())
     try:
+        if not options.standalone:
+            await _ensure_peering(kube)
         await kopf.operator(
-            registry=registry, settings=kopf_settings(), memo=kopf.Memo(context=context),
+            registry=registry, settings=kopf_settings(options), memo=kopf.Memo(context=context),
             # Naming a peering makes it mandatory (the KopfPeering CRD must exist), so only when wanted.
             clusterwide=True, standalone=options.standalone,
             peering_name=None if options.standalone else PEERING_NAME,

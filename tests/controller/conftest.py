@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest_asyncio
 
-from buildkit_controller.controller.crds import render_crds
+from buildkit_controller.controller.crds import all_crds
 from buildkit_controller.controller.reconciler.context import Context
 from buildkit_controller.controller.reconciler.kube import Kube
 from buildkit_controller.core._loader import load_plugins
@@ -19,7 +19,7 @@ from kubesim.testing import kubesim  # noqa: F401 - re-exported pytest fixture
 async def kube(kubesim: KubeSim) -> AsyncIterator[Kube]:  # noqa: F811 - the fixture above
     """A client of a fresh kubesim with the BuildKit CRDs created."""
     client = await Kube.connect(host=kubesim.url)
-    for crd in render_crds():
+    for crd in all_crds():
         await client.create(crd)
     yield client
     await client.close()

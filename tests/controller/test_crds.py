@@ -10,13 +10,13 @@ import jsonschema
 import pytest
 import yaml
 
-from buildkit_controller.controller.crds import GROUP, crd_yaml, render_crds
+from buildkit_controller.controller.crds import GROUP, all_crds, crd_yaml
 from buildkit_controller.core.models import Pool
 from buildkit_controller.core.models.oidc import OIDCConfigSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = ROOT / "helm" / "buildkit-controller" / "crds"
-CRDS = {crd["spec"]["names"]["kind"]: crd for crd in render_crds()}
+CRDS = {crd["spec"]["names"]["kind"]: crd for crd in all_crds()}
 
 
 def schema(kind: str) -> dict[str, Any]:

@@ -26,10 +26,10 @@ from .test_operator import operator as operator  # noqa: PLC0414 - a fixture, us
 EXE = str(Path(sys.executable).parent / "buildkit-controller")
 
 
-async def start_operator(url: str, log: Path) -> asyncio.subprocess.Process:
+async def start_operator(url: str, log: Path, *flags: str) -> asyncio.subprocess.Process:
     with log.open("a") as sink:  # the child keeps its own copy of the descriptor
         return await asyncio.create_subprocess_exec(
-            EXE, "operator", "--server", url, "--standalone", "--resync", "0.5",
+            EXE, "operator", "--server", url, "--resync", "0.5", *(flags or ("--standalone",)),
             stdout=asyncio.subprocess.DEVNULL, stderr=sink)
 
 
@@ -87,3 +87,24 @@ async def test_injected_errors_and_dropped_watches_are_recovered(kubesim: KubeSi
 
     await eventually(workers_provisioning)
     assert [rule.hits for rule in rules] == [3, 2, 2], "every injected failure was really served"
+
+
+async def test_peering_lets_one_replica_work_and_fails_over(
+        kubesim: KubeSim, kube: Kube, processes: list[asyncio.subprocess.Process], tmp_path: Path) -> None:
+    """Two real operator processes with Kopf peering: only the higher priority acts; when it dies,
+    the other takes over once the dead one's peering entry expires."""
+    low, high = tmp_path / "low.log", tmp_path / "high.log"
+    processes.append(await start_operator(kubesim.url, low, "--priority", "10", "--peering-lifetime", "3"))
+    leader = await start_operator(kubesim.url, high, "--priority", "20", "--peering-lifetime", "3")
+    processes.append(leader)
+    await asyncio.sleep(2)  # both have announced themselves
+    await kube.create(pool_body({"scaling": {"min": 1, "max": 3}}))
+    await eventually(lambda: converged(kube, 1), timeout=30)
+    assert "WorkerCreated" in high.read_text()
+    assert "WorkerCreated" not in low.read_text()
+    assert "Pausing operations in favour of" in low.read_text()
+    os.kill(leader.pid, signal.SIGKILL)
+    await leader.wait()
+    await kube.patch(API_VERSION, "BuildKitPool", "my-buildkit-pool", "default", {"spec": {"scaling": {"min": 2}}})
+    await eventually(lambda: converged(kube, 2), timeout=30)
+    assert "WorkerCreated" in low.read_text()

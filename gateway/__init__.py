@@ -1,0 +1,1 @@
+"""The pool gateway: terminates client mTLS, maps each certificate to its allocation's worker, proxies."""
