@@ -1,0 +1,68 @@
+"""Allocation rules: lease lengths, the record a worker keeps, which idle workers may be claimed.
+
+A lease lasts the requested ``ttl`` (default ``gateway.tokenTTL``) and never beyond
+``allocatedAt + gateway.maxTokenTTL``: renewals extend it up to that bound and no further, so a
+leaked certificate or token has a hard end. The certificate's lifetime is the lease's.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from buildkit_controller.core import tokens
+from buildkit_controller.core.errors import PermanentError
+from buildkit_controller.core.models.hooks import Identity
+from buildkit_controller.core.models.pool import GatewaySpec
+from buildkit_controller.core.models.worker import AllocationRecord, Worker
+
+__all__ = ["NewAllocation", "claim_order", "lease_end", "new_allocation", "renewed"]
+
+
+def lease_end(gateway: GatewaySpec, *, allocated_at: datetime, now: datetime,
+              ttl: timedelta | None) -> datetime:
+    """When a lease asked for ``ttl`` at ``now`` ends: capped at ``allocated_at + maxTokenTTL``."""
+    wanted = now + (ttl or gateway.token_ttl)
+    return min(wanted, allocated_at + gateway.max_token_ttl)
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewAllocation:
+    """A fresh allocation: the record to store and the token to hand out exactly once."""
+
+    record: AllocationRecord
+    token: str
+
+    def __repr__(self) -> str:  # never print the token
+        return f"NewAllocation(id={self.record.id!r})"
+
+
+def new_allocation(*, identity: Identity, gateway: GatewaySpec, now: datetime, ttl: timedelta | None,
+                   job_id: str | None, metadata: Mapping[str, str]) -> NewAllocation:
+    """A new allocation id and token; only the token's hash goes into the record."""
+    token = tokens.new_token()
+    allocation_id = tokens.new_allocation_id()
+    record = AllocationRecord(
+        id=allocation_id, token_hash=tokens.hash_token(token), subject=identity.subject,
+        job_id=job_id or f"job-{allocation_id[:12]}", allocated_at=now,
+        expires_at=lease_end(gateway, allocated_at=now, now=now, ttl=ttl), metadata=dict(metadata))
+    return NewAllocation(record=record, token=token)
+
+
+def renewed(record: AllocationRecord, gateway: GatewaySpec, *, now: datetime,
+            ttl: timedelta | None) -> AllocationRecord:
+    """The record with its lease extended; refused once the lease has ended."""
+    if record.expired(now):
+        raise PermanentError(f"allocation {record.id} has already expired")
+    end = lease_end(gateway, allocated_at=record.allocated_at, now=now, ttl=ttl)
+    return record.model_copy(update={"expires_at": max(end, record.expires_at)})
+
+
+def claim_order(workers: Sequence[Worker], rng: random.Random | None = None) -> list[Worker]:
+    """Idle, ready, unallocated workers in a random order, so that concurrent requests (and API
+    replicas) spread over different workers instead of all racing for the first one."""
+    candidates = [w for w in workers if w.is_idle and not w.deleting]
+    (rng or random.Random()).shuffle(candidates)  # noqa: S311 - load spreading, not security
+    return candidates
