@@ -82,6 +82,28 @@ def crds_command(directory: Path | None) -> None:
     click.echo("---\n".join(crd_yaml(crd) for crd in all_crds()), nl=False)
 
 
+@cli.group("tokens")
+def tokens_group() -> None:
+    """Static API tokens for the `token` auth method."""
+
+
+@tokens_group.command("create")
+@click.option("--subject", required=True, help="Identity the token authenticates as (what RBAC rules match).")
+@click.option("--pool", "pools", multiple=True, metavar="PATTERN",
+              help="Limit the token to pools matching PATTERN (name or namespace/name glob); repeatable.")
+@click.option("--name", help="Entry name in the token Secret (default: the subject, made safe).")
+def tokens_create(subject: str, pools: Sequence[str], name: str | None) -> None:
+    """Make a new token: prints it once (on stdout) and the Secret entry that stores only its hash."""
+    from buildkit_controller.plugins.token import new_static_token  # noqa: PLC0415 - built-in plugin
+
+    token, entry = new_static_token(subject, list(pools) or None)
+    key = name or "".join(c if c.isalnum() or c in "-._" else "-" for c in subject)
+    click.echo(token)
+    click.echo(f"# Store the hash (never the token) in the token Secret, e.g.:\n"
+               f"#   kubectl create secret generic buildkit-controller-tokens --dry-run=client -o yaml "
+               f"--from-literal={key}='{json.dumps(entry)}' | kubectl apply -f -", err=True)
+
+
 @cli.command("operator")
 @click.option("--server", metavar="URL",
               help="API server URL (no auth); default: in-cluster, then kubeconfig.")

@@ -21,6 +21,7 @@ from stevedore.exception import MultipleMatches
 
 from buildkit_controller.core import hookspecs
 from buildkit_controller.core.errors import ConfigError, PluginLoadError
+from buildkit_controller.core.models.hooks import Runtime
 from buildkit_controller.core.settings import GROUPS, PluginSettings
 
 __all__ = ["InstalledPlugin", "PluginHost", "installed_plugins", "load_plugins"]
@@ -67,6 +68,10 @@ class PluginHost:
     def __init__(self, pm: pluggy.PluginManager, enabled: Mapping[str, tuple[str, ...]]) -> None:
         self.pm = pm
         self._enabled = dict(enabled)
+
+    def configure(self, runtime: Runtime) -> None:
+        """Hand every plugin (also ones registered later) the process's runtime services."""
+        self.pm.hook.bkc_configure.call_historic(kwargs={"runtime": runtime})
 
     def names(self, group: str) -> tuple[str, ...]:
         """Enabled plugin names of a short group, in configured order."""

@@ -39,6 +39,7 @@ from buildkit_controller.core.models.hooks import (
     CredentialContext,
     Identity,
     PodContribution,
+    Runtime,
     ScalingDecision,
     SizeProfile,
 )
@@ -51,6 +52,20 @@ PROJECT = "buildkit_controller"
 hookspec = pluggy.HookspecMarker(PROJECT)
 #: Decorate plugin methods with this to implement a hook.
 hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# ==================================================================================================
+# Lifecycle (every group)
+# ==================================================================================================
+@hookspec(historic=True)
+def bkc_configure(runtime: Runtime) -> None:
+    """Receive the process's runtime services: which process this is, its environment, the API
+    audience and, in server processes, :class:`KubeAccess` for the Kubernetes calls plugins make.
+
+    Called by: every host process (API, operator, gateway, bkctl) once at start-up, before any other
+    hook (broadcast). Historic: a plugin registered later receives the same call. Synchronous; do
+    no I/O here — keep what you need for later.
+    """
 
 
 # ==================================================================================================

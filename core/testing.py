@@ -38,6 +38,7 @@ from buildkit_controller.core.models import (
     PodContribution,
     Pool,
     PoolSpec,
+    Runtime,
     ScalingDecision,
     SizeProfile,
     Worker,
@@ -105,6 +106,11 @@ class _Contract:
     @pytest.fixture
     def plugin(self) -> object:  # pragma: no cover - always overridden
         raise NotImplementedError("provide a `plugin` fixture returning your plugin instance")
+
+    @pytest.mark.parametrize("process", ["api", "operator", "gateway", "bkctl"])
+    def test_configure_takes_any_process_without_io(self, plugin_host: PluginHost, process: str) -> None:
+        runtime = Runtime(process=process, environ={"HOME": "/nonexistent"})  # type: ignore[arg-type]
+        plugin_host.pm.hook.bkc_configure.call_historic(kwargs={"runtime": runtime})
 
 
 class SizingContract(_Contract):

@@ -8,7 +8,7 @@ nothing writes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kubernetes_asyncio import config as kube_config
@@ -62,6 +62,7 @@ KINDS: Mapping[tuple[str, str], tuple[str, bool]] = {
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): ("rolebindings", True),
     ("apiextensions.k8s.io/v1", "CustomResourceDefinition"): ("customresourcedefinitions", False),
     ("kopf.dev/v1", "ClusterKopfPeering"): ("clusterkopfpeerings", False),
+    ("authentication.k8s.io/v1", "TokenReview"): ("tokenreviews", False),
     (f"{GROUP}/{VERSION}", "BuildKitPool"): ("buildkitpools", True),
     (f"{GROUP}/{VERSION}", "BuildKitWorker"): ("buildkitworkers", True),
     (f"{GROUP}/{VERSION}", "BuildKitOIDCConfig"): ("buildkitoidcconfigs", True),
@@ -149,6 +150,12 @@ class Kube:
                 return False
             raise
         return True
+
+    async def token_review(self, token: str, audiences: Sequence[str]) -> Mapping[str, Any]:
+        """:class:`~buildkit_controller.core.models.KubeAccess`: the TokenReview's ``status``."""
+        review = await self.create({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+                                    "spec": {"token": token, "audiences": list(audiences)}})
+        return dict(review.get("status") or {})
 
     async def _create_or_get(self, body: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
         try:

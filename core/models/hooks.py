@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, Protocol
 
 from buildkit_controller.core.models.pool import ResourceRequirements
 
@@ -15,11 +15,34 @@ __all__ = [
     "Credential",
     "CredentialContext",
     "Identity",
+    "KubeAccess",
     "PodContribution",
+    "Runtime",
     "ScalingDecision",
     "SizeProfile",
     "WorkerRemoval",
 ]
+
+
+# --- runtime --------------------------------------------------------------------------------------
+class KubeAccess(Protocol):
+    """The Kubernetes calls a plugin may make, provided by the host process (no client library
+    leaks into plugins or the kernel)."""
+
+    async def token_review(self, token: str, audiences: Sequence[str]) -> Mapping[str, Any]:
+        """Create a TokenReview; return its ``status`` (``authenticated``, ``user``, ``audiences``)."""
+        ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class Runtime:
+    """What a plugin learns about the process it runs in, once, through ``bkc_configure``."""
+
+    process: Literal["api", "operator", "gateway", "bkctl"]
+    environ: Mapping[str, str] = field(default_factory=dict)
+    #: The audience API tokens must carry (ServiceAccount TokenReview, OIDC ``aud``).
+    audience: str = "buildkit-controller"
+    kube: KubeAccess | None = None
 
 
 # --- auth -----------------------------------------------------------------------------------------

@@ -84,3 +84,13 @@ def test_plugins_command_needs_no_server_packages() -> None:
                             timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     assert "tshirt" in result.stdout
+
+
+def test_tokens_create_prints_the_token_once_and_a_hash_only_entry(tmp_path: Path) -> None:
+    result = run("tokens", "create", "--subject", "ci-bot", "--pool", "ci/*")
+    assert result.returncode == 0, result.stderr
+    token = result.stdout.strip()
+    assert token.startswith("bkct_") and token not in result.stderr
+    entry = json.loads(result.stderr.split("--from-literal=ci-bot='")[1].split("'")[0])
+    assert entry["subject"] == "ci-bot" and entry["pools"] == ["ci/*"]
+    assert entry["tokenHash"].startswith("sha256:")

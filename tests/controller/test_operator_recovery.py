@@ -105,6 +105,7 @@ async def test_peering_lets_one_replica_work_and_fails_over(
     assert "Pausing operations in favour of" in low.read_text()
     os.kill(leader.pid, signal.SIGKILL)
     await leader.wait()
-    await kube.patch(API_VERSION, "BuildKitPool", "my-buildkit-pool", "default", {"spec": {"scaling": {"min": 2}}})
+    await kube.patch(API_VERSION, "BuildKitPool", "my-buildkit-pool", "default",
+                     {"spec": {"scaling": {"min": 2}}})
     await eventually(lambda: converged(kube, 2), timeout=30)
     assert "WorkerCreated" in low.read_text()
