@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,30 @@ def tokens_create(subject: str, pools: Sequence[str], name: str | None) -> None:
     click.echo(f"# Store the hash (never the token) in the token Secret, e.g.:\n"
                f"#   kubectl create secret generic buildkit-controller-tokens --dry-run=client -o yaml "
                f"--from-literal={key}='{json.dumps(entry)}' | kubectl apply -f -", err=True)
+
+
+@cli.command("api")
+@click.option("--listen", default="0.0.0.0:8082", show_default=True, help="Address to serve the API on.")
+@click.option("--server", metavar="URL", help="API server URL (no auth); default: in-cluster, then kubeconfig.")
+@click.option("--kubeconfig", type=click.Path(dir_okay=False), envvar="KUBECONFIG",
+              help="Kubeconfig file to use when not running in a cluster.")
+@click.option("--certfile", type=click.Path(dir_okay=False, exists=True), help="TLS certificate (PEM).")
+@click.option("--keyfile", type=click.Path(dir_okay=False, exists=True), help="TLS private key (PEM).")
+@click.option("--audience", default="buildkit-controller", show_default=True,
+              help="Audience API tokens must carry (ServiceAccount, OIDC).")
+@click.option("--print-openapi", is_flag=True, help="Print the OpenAPI document and exit (no cluster needed).")
+@click.pass_context
+def api_command(ctx: click.Context, print_openapi: bool, **options: Any) -> None:
+    """Serve the allocation API (CI jobs get workers and certificates here)."""
+    if print_openapi:
+        from buildkit_controller.controller.api.schemas import openapi_document  # noqa: PLC0415
+
+        click.echo(json.dumps(openapi_document(version("buildkit-controller")), indent=2, sort_keys=True))
+        return
+    from buildkit_controller.controller.api.serve import ApiOptions, run_api  # noqa: PLC0415 - server-only
+
+    _configure_logging()
+    asyncio.run(run_api(ApiOptions(**options), _settings(ctx)))
 
 
 @cli.command("operator")

@@ -18,7 +18,15 @@ from buildkit_controller.core.models.hooks import Identity
 from buildkit_controller.core.models.pool import GatewaySpec
 from buildkit_controller.core.models.worker import AllocationRecord, Worker
 
-__all__ = ["NewAllocation", "claim_order", "lease_end", "new_allocation", "renewed"]
+__all__ = ["NewAllocation", "allocation_id_of", "claim_order", "lease_end", "new_allocation", "renewed"]
+
+
+def allocation_id_of(token: str) -> str | None:
+    """The allocation id a token names, or ``None`` for anything that is not one of our tokens."""
+    allocation_id, dot, secret = token.partition(".")
+    if not dot or not secret or not tokens.is_valid_allocation_id(allocation_id):
+        return None
+    return allocation_id
 
 
 def lease_end(gateway: GatewaySpec, *, allocated_at: datetime, now: datetime,
@@ -41,9 +49,13 @@ class NewAllocation:
 
 def new_allocation(*, identity: Identity, gateway: GatewaySpec, now: datetime, ttl: timedelta | None,
                    job_id: str | None, metadata: Mapping[str, str]) -> NewAllocation:
-    """A new allocation id and token; only the token's hash goes into the record."""
-    token = tokens.new_token()
+    """A new allocation id and token; only the token's hash goes into the record.
+
+    The token is ``<allocation id>.<32 random bytes>``: the public id lets the API find the worker
+    by label, the random part is the secret.
+    """
     allocation_id = tokens.new_allocation_id()
+    token = f"{allocation_id}.{tokens.new_token()}"
     record = AllocationRecord(
         id=allocation_id, token_hash=tokens.hash_token(token), subject=identity.subject,
         job_id=job_id or f"job-{allocation_id[:12]}", allocated_at=now,

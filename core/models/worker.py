@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import Field
 
 from buildkit_controller.core.models._base import Timestamp, _Model
+from buildkit_controller.core.models.status import Condition
 
 __all__ = ["AllocationRecord", "PoolRef", "Worker", "WorkerPhase", "WorkerSpec", "WorkerStatus"]
 
@@ -75,6 +76,8 @@ class WorkerStatus(_Model):
     last_activity_at: Timestamp | None = None
     active_connections: int = 0
     message: str | None = None
+    #: ``Ready`` (buildkitd answers its probe) and ``Scheduled`` (the pod has a node).
+    conditions: tuple[Condition, ...] = ()
 
 
 class Worker(_Model):

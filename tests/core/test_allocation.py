@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from buildkit_controller.core import tokens
-from buildkit_controller.core.allocation import claim_order, new_allocation, renewed
+from buildkit_controller.core.allocation import allocation_id_of, claim_order, new_allocation, renewed
 from buildkit_controller.core.errors import PermanentError
 from buildkit_controller.core.models import Identity, WorkerPhase
 from buildkit_controller.core.testing import NOW, make_pool, make_worker
@@ -25,6 +25,8 @@ def test_a_new_allocation_stores_only_the_token_hash() -> None:
     assert tokens.verify_token(made.token, made.record.token_hash)
     assert made.token not in repr(made)
     assert made.record.job_id.startswith("job-") and tokens.is_valid_allocation_id(made.record.id)
+    assert allocation_id_of(made.token) == made.record.id
+    assert allocation_id_of("garbage") is None and allocation_id_of(made.record.id + ".") is None
 
 
 def test_leases_never_exceed_max_token_ttl() -> None:

@@ -1,0 +1,1 @@
+"""The allocation API (Quart, served by hypercorn): CI jobs get workers and credentials here."""

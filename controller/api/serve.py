@@ -1,0 +1,50 @@
+"""Serving the API with hypercorn, until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from dataclasses import dataclass
+
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+
+from buildkit_controller.controller.api.allocations import Allocator
+from buildkit_controller.controller.api.app import ApiContext, create_app
+from buildkit_controller.controller.reconciler.kube import Kube
+from buildkit_controller.core._loader import load_plugins
+from buildkit_controller.core.models import Runtime
+from buildkit_controller.core.settings import PluginSettings
+
+__all__ = ["ApiOptions", "run_api"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApiOptions:
+    listen: str = "0.0.0.0:8082"
+    server: str | None = None
+    kubeconfig: str | None = None
+    certfile: str | None = None
+    keyfile: str | None = None
+    audience: str = "buildkit-controller"
+
+
+async def run_api(options: ApiOptions, plugins: PluginSettings, stop: asyncio.Event | None = None) -> None:
+    host = load_plugins(plugins)
+    kube = await Kube.connect(host=options.server, kubeconfig=options.kubeconfig)
+    host.configure(Runtime(process="api", environ=dict(os.environ), audience=options.audience, kube=kube))
+    app = create_app(ApiContext(kube=kube, host=host, allocator=Allocator(kube), audience=options.audience))
+    config = Config()
+    config.bind = [options.listen]
+    config.accesslog = "-"
+    if options.certfile and options.keyfile:
+        config.certfile, config.keyfile = options.certfile, options.keyfile
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+    finally:
+        await kube.close()
