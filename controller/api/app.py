@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -69,7 +70,11 @@ def _b64(data: bytes) -> str:
 
 
 async def _body(model: type[M]) -> M:
-    data = await request.get_json(silent=True)
+    raw = await request.get_data()
+    try:
+        data = json.loads(raw)  # bytes: JSON in UTF-8/16/32; anything else is a ValueError
+    except ValueError:
+        data = None
     if not isinstance(data, dict):
         raise SpecError("body", "must be a JSON object (Content-Type: application/json)")
     return model.parse(data, path="body")
@@ -240,11 +245,13 @@ def create_app(ctx: ApiContext) -> Quart:
         ("/api/v1/workers/allocate", routes.allocate, ["POST"]),
         ("/api/v1/workers/release", routes.release, ["POST"]),
         ("/api/v1/workers/renew", routes.renew, ["POST"]),
-        ("/api/v1/workers/<allocation_id>", routes.status, ["GET"]),
+        # Ids are 32 characters, so the route can never swallow /workers/allocate and friends.
+        ("/api/v1/workers/<string(length=32):allocation_id>", routes.status, ["GET"]),
         ("/api/v1/pools", routes.pools, ["GET"]),
         ("/api/v1/pools/<namespace>/<name>", routes.one_pool, ["GET"]),
     ]:
-        app.add_url_rule(rule, view_func=view, methods=methods, endpoint=rule)
+        # No automatic OPTIONS: an undeclared method gets 405 with an Allow header.
+        app.add_url_rule(rule, view_func=view, methods=methods, endpoint=rule, provide_automatic_options=False)
     app.register_error_handler(Exception, _on_error)
     return app
 
@@ -253,6 +260,10 @@ async def _on_error(exc: Exception) -> Response:
     from buildkit_controller.controller.api.errors import map_error  # noqa: PLC0415 - avoids a cycle
 
     if isinstance(exc, HTTPException):
-        return error_response(exc.code or 500, (exc.name or "error").lower().replace(" ", "_"),
-                              exc.description or "")
+        response = error_response(exc.code or 500, (exc.name or "error").lower().replace(" ", "_"),
+                                  exc.description or "")
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":  # e.g. Allow on a 405
+                response.headers[name] = value
+        return response
     return map_error(exc)

@@ -20,8 +20,10 @@ class _Out(BaseModel):
 
 
 class _ByTokenOrId(_Model):
-    token: str | None = Field(default=None, max_length=256)
-    allocation_id: str | None = Field(default=None, max_length=64)
+    model_config = ConfigDict(json_schema_extra={"anyOf": [{"required": ["token"]}, {"required": ["allocationId"]}]})
+
+    token: str | None = Field(default=None, min_length=1, max_length=256)
+    allocation_id: str | None = Field(default=None, min_length=1, max_length=64)
 
     @model_validator(mode="after")
     def _one(self) -> _ByTokenOrId:
@@ -128,12 +130,17 @@ def openapi_document(version: str) -> dict[str, Any]:
             "/api/v1/workers/renew": {"post": _op("Extend an allocation", RenewRequest, RenewResponse,
                                                   400, 401, 403, 404, 413)},
             "/api/v1/workers/{allocationId}": {"get": {**_op("Allocation status", None, LeaseStatus, 401, 404),
-                                                       "parameters": [_path("allocationId")]}},
+                                                       "parameters": [_allocation_id()]}},
             "/api/v1/pools": {"get": _op("Pools the caller may use", None, None, 401)},
             "/api/v1/pools/{namespace}/{name}": {"get": {**_op("One pool", None, PoolSummary, 401, 403, 404),
                                                          "parameters": [_path("namespace"), _path("name")]}},
         },
     }
+
+
+def _allocation_id() -> dict[str, Any]:
+    schema = {"type": "string", "pattern": "^[a-z2-7]{32}$", "minLength": 32, "maxLength": 32}
+    return {"name": "allocationId", "in": "path", "required": True, "schema": schema}
 
 
 def _path(name: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from decimal import Decimal, InvalidOperation
 
 __all__ = ["format_duration", "parse_duration", "parse_quantity"]
 
+MAX_SECONDS = Decimal(int(timedelta.max.total_seconds()) - 86400)
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h|d)")
 _UNIT_SECONDS = {
     "ns": Decimal("1e-9"),
@@ -44,7 +45,8 @@ def parse_duration(text: str) -> timedelta:
         pos = match.end()
     if pos != len(value) or pos == 0:
         raise ValueError(f"invalid duration {text!r} (expected e.g. 30s, 15m, 1h30m, 7d)")
-    return timedelta(seconds=float(total))
+    # Absurd lengths saturate instead of overflowing; every caller caps durations anyway.
+    return timedelta(seconds=float(min(total, MAX_SECONDS)))
 
 
 def format_duration(delta: timedelta) -> str:
