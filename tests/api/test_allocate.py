@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+from datetime import UTC, datetime
 from typing import Any
 
 from cryptography import x509
@@ -12,7 +14,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
+from buildkit_controller.controller.api.allocations import AllocationSettings, Allocator
 from buildkit_controller.core import pki
+from buildkit_controller.core.allocation import new_allocation
+from buildkit_controller.core.models import AllocationRequest, Identity
 
 from .conftest import Cluster
 
@@ -108,3 +113,22 @@ async def test_someone_else_cannot_see_or_release_by_id(cluster: Cluster, client
                               headers=mallory)
     assert by_id.status_code == 404
     assert len(await cluster.workers()) == 1
+
+
+async def test_a_request_cancelled_mid_wait_leaves_no_worker_behind(cluster: Cluster) -> None:
+    """hypercorn cancels the handler when the client disconnects; this is that cancellation."""
+    pool = await cluster.pool(scaling={"max": 2})  # no idle worker: the request creates one and waits
+    allocator = Allocator(cluster.kube, AllocationSettings(ready_timeout=60, poll_interval=0.05))
+    made = new_allocation(identity=Identity(subject="ci", method="token"), gateway=pool.spec.gateway,
+                          now=datetime.now(UTC), ttl=None, job_id=None, metadata={})
+    task = asyncio.create_task(allocator.allocate(pool, made, AllocationRequest(pool_name="builds")))
+    for _ in range(100):
+        if await cluster.workers():
+            break
+        await asyncio.sleep(0.05)
+    assert len(await cluster.workers()) == 1
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert await cluster.workers() == []
+
