@@ -129,6 +129,26 @@ def api_command(ctx: click.Context, print_openapi: bool, **options: Any) -> None
     asyncio.run(run_api(ApiOptions(**options), _settings(ctx)))
 
 
+@cli.command("dev")
+@click.option("--api-listen", default="127.0.0.1:8082", show_default=True, help="Where the allocation API listens.")
+@click.option("--pool", "pool_files", multiple=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              default=("examples/pool-example.yaml",), show_default=True,
+              help="Pool manifests to apply at start (repeatable).")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where to keep the kubeconfig and the dev token (default: a new temporary folder).")
+@click.pass_context
+def dev_command(ctx: click.Context, api_listen: str, pool_files: tuple[Path, ...], workdir: Path | None) -> None:
+    """Run everything locally: embedded Kubernetes (kubesim), operator, API and the example pool."""
+    try:
+        from buildkit_controller.controller.dev import DevOptions, run_dev  # noqa: PLC0415 - server-only
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"dev mode needs {exc.name!r}: install the [server] extra and ./kubesim "
+                          "(the README's `make dev` does both)") from None
+
+    _configure_logging()
+    asyncio.run(run_dev(DevOptions(api_listen=api_listen, pool_files=pool_files, workdir=workdir), _settings(ctx)))
+
+
 @cli.command("operator")
 @click.option("--server", metavar="URL",
               help="API server URL (no auth); default: in-cluster, then kubeconfig.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from hypercorn.asyncio import serve
@@ -28,12 +29,15 @@ class ApiOptions:
     certfile: str | None = None
     keyfile: str | None = None
     audience: str = "buildkit-controller"
+    #: Extra environment for the plugins (over the process's own), e.g. the token directory.
+    environ: Mapping[str, str] | None = None
 
 
 async def run_api(options: ApiOptions, plugins: PluginSettings, stop: asyncio.Event | None = None) -> None:
     host = load_plugins(plugins)
     kube = await Kube.connect(host=options.server, kubeconfig=options.kubeconfig)
-    host.configure(Runtime(process="api", environ=dict(os.environ), audience=options.audience, kube=kube))
+    environ = {**os.environ, **(options.environ or {})}
+    host.configure(Runtime(process="api", environ=environ, audience=options.audience, kube=kube))
     app = create_app(ApiContext(kube=kube, host=host, allocator=Allocator(kube), audience=options.audience))
     config = Config()
     config.bind = [options.listen]
