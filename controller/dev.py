@@ -85,6 +85,7 @@ async def run_dev(options: DevOptions, plugins: PluginSettings,
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     workdir = options.workdir or Path(tempfile.mkdtemp(prefix="buildkit-controller-dev-"))
+    workdir.mkdir(parents=True, exist_ok=True)
     async with KubeSim(images=_images()) as sim:
         kubeconfig = workdir / "kubeconfig"
         sim.write_kubeconfig(kubeconfig)

@@ -4,7 +4,8 @@ Rules match an identity's ``subject`` against ``users`` patterns and the pool ag
 patterns (shell-style globs: ``*``, ``?``, ``[...]``; a pool pattern without ``/`` matches the pool
 name in any namespace, with ``/`` it matches ``namespace/name``). The decision:
 
-1. the identity's method must be enabled for the pool (``auth.methods``, when the pool lists any);
+1. the identity's method must be enabled for the pool (``auth.methods``, when it lists API methods
+   besides ``mtls`` — the seed's ``[mtls]`` only says that clients connect with certificates);
 2. the credential's own pool limit (e.g. a static token's ``pools``), when it has one, must match;
 3. any matching ``deny`` rule or any plugin deny → deny (deny always wins);
 4. any matching ``allow`` rule → allow; with RBAC rules but no match → deny;
@@ -40,8 +41,10 @@ def _deny(reason: str, source: str) -> AuthDecision:
 
 
 def _method_enabled(identity: Identity, pool: Pool) -> bool:
-    methods = {m.type for m in pool.spec.auth.methods}
-    return not methods or identity.method in methods
+    # `mtls` alone is the seed's way of saying "clients connect with certificates" — always true
+    # here — so it restricts nothing; listing API methods (token, oidc, ...) does.
+    methods = {m.type for m in pool.spec.auth.methods} - {"mtls"}
+    return not methods or identity.method in methods | {"mtls"}
 
 
 def _precheck(identity: Identity, pool: Pool, where: str) -> AuthDecision | None:

@@ -47,6 +47,7 @@ def test_disabled_rbac_ignores_rules_and_methods_gate_credentials() -> None:
     assert decide(spec).allowed
     gated = decide({"auth": {"methods": ["token", "mtls"]}})
     assert not gated.allowed and "does not accept oidc" in gated.reason
+    assert decide({"auth": {"methods": ["mtls"]}}).allowed  # the seed README's pool
 
 
 def test_a_credential_limited_to_other_pools_is_refused() -> None:
