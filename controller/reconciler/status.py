@@ -92,14 +92,22 @@ def pool_status(view: PoolView, previous: Mapping[str, Any], now: datetime) -> d
     first_problem = next((c for c in (plugins, certs, gateway_condition) if c[0] != "True"), None)
     ready_condition = ("True", "PoolReady", "the pool accepts allocations") if ready else (
         "False", first_problem[1] if first_problem else "NotReady", first_problem[2] if first_problem else "")
+    active = sum(w.status.active_connections for w in view.workers if not w.deleting)
     return {
         "phase": _phase(bool(gateway["ready"]), counts, view),
         "endpoint": view.endpoint, "gateway": gateway, "workers": counts,
+        # Reported per worker by the gateways (the Connections column).
+        "connections": {"active": active, **_previous_total(previous)},
         "observedGeneration": view.generation,
         "conditions": conditions(previous.get("conditions") or [], {
             "Ready": ready_condition, "GatewayReady": gateway_condition,
             "CertificatesReady": certs, "PluginsReady": plugins}, view.generation, now),
     }
+
+
+def _previous_total(previous: Mapping[str, Any]) -> dict[str, int]:
+    total = (previous.get("connections") or {}).get("total")
+    return {"total": int(total)} if total is not None else {}
 
 
 def invalid_status(message: str, previous: Mapping[str, Any], generation: int | None,

@@ -80,3 +80,16 @@ def test_deleting_workers_terminate_and_failed_ones_stay_failed() -> None:
     assert observe(gone, pod(), NOW, unschedulable_timeout=TEN_MIN).phase is WorkerPhase.TERMINATING
     dead = worker(WorkerPhase.FAILED)
     assert observe(dead, pod(), NOW, unschedulable_timeout=TEN_MIN).phase is WorkerPhase.FAILED
+
+
+def test_pool_connections_are_the_sum_of_what_gateways_report() -> None:
+    from buildkit_controller.controller.reconciler.status import PoolView, pool_status
+
+    workers = [make_worker("a", WorkerPhase.ALLOCATED, allocated=True, connections=2),
+               make_worker("b", WorkerPhase.ALLOCATED, allocated=True, connections=3),
+               make_worker("c", WorkerPhase.IDLE)]
+    view = PoolView(generation=1, endpoint="tcp://p.ci.svc:1235", gateway={"readyReplicas": 1, "replicas": 1},
+                    gateway_replicas=1, workers=workers, desired=3)
+    status = pool_status(view, {}, NOW)
+    assert status["connections"] == {"active": 5}
+    assert status["phase"] == "Running"
