@@ -110,7 +110,12 @@ class Allocator:
 
     async def _obtain(self, pool: Pool, record: AllocationRecord, deadline: float) -> str:
         loop = asyncio.get_running_loop()
-        async with self._queues[(pool.namespace, pool.name)]:  # FIFO: asyncio.Lock wakes waiters in order
+        queue = self._queues[(pool.namespace, pool.name)]
+        if not queue.locked():  # nobody waiting: claim without queueing (claims are race-safe anyway)
+            name = await self._claim(pool, await self._workers(pool), record)
+            if name is not None:
+                return name
+        async with queue:  # FIFO: asyncio.Lock wakes waiters in order
             while True:
                 bodies = await self._workers(pool)
                 name = await self._claim(pool, bodies, record)
