@@ -13,9 +13,9 @@ $(STAMP): requirements/dev.txt pyproject.toml kubesim/pyproject.toml
 		-e . -e ./kubesim
 	touch $(STAMP)
 
-## Run the system (today: the plugin listing; the embedded dev mode replaces it with the operator).
+## Run the system: embedded Kubernetes (kubesim), operator, API and the example pool; Ctrl-C stops it.
 dev: $(STAMP)
-	$(BIN)/buildkit-controller plugins
+	$(BIN)/buildkit-controller dev --workdir .dev
 
 ## Lint, type-check, import contracts, then every test. pytest's "no tests collected" (5) fails too.
 test: lint

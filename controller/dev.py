@@ -61,6 +61,9 @@ def _token(workdir: Path) -> tuple[str, Path]:
     tokens.mkdir(parents=True, exist_ok=True)
     token, entry = new_static_token("developer", None)
     (tokens / "developer").write_text(json.dumps(entry))
+    saved = workdir / "token"  # for scripts: TOKEN=$(cat .dev/token)
+    saved.touch(mode=0o600)
+    saved.write_text(token + "\n")
     return token, tokens
 
 
@@ -99,6 +102,8 @@ async def run_dev(options: DevOptions, plugins: PluginSettings,
         tasks = [asyncio.create_task(run_operator(OperatorOptions(server=sim.url, standalone=True), plugins,
                                                   OperatorSettings(resync_seconds=5), stop_flag=stop)),
                  asyncio.create_task(run_api(api, plugins, stop=stop))]
+        for task in tasks:  # Kopf installs its own signal handlers: whoever stops first stops the rest
+            task.add_done_callback(lambda _: stop.set())
         announce(_banner(sim, options, token, kubeconfig, pools))
         await stop.wait()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,110 @@
+"""`buildkit-controller dev` runs the whole system, and the README's walkthrough works against it.
+
+Everything is real but the emulated parts: kubesim stands in for the API server and kubelet (pods
+are local processes) and for buildkitd (its stand-in); the operator, API, gateway, kubectl, curl,
+jq and openssl are the real programs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXE = Path(sys.executable).parent / "buildkit-controller"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def walkthrough() -> str:
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", readme, re.DOTALL)
+    return next(block for block in blocks if "workers/allocate" in block)
+
+
+@pytest.fixture
+def dev(tmp_path: Path) -> tuple[subprocess.Popen[str], Path, int]:
+    port = free_port()
+    process = subprocess.Popen([str(EXE), "dev", "--workdir", str(tmp_path / ".dev"), "--api-listen",
+                                f"127.0.0.1:{port}"], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=(tmp_path / "dev.log").open("w"), text=True, start_new_session=True)
+    assert process.stdout is not None
+    deadline = time.monotonic() + 60
+    for line in process.stdout:
+        if "is running" in line or time.monotonic() > deadline:
+            break
+    yield process, tmp_path, port
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def run_shell(script: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=180, check=False)
+
+
+@pytest.mark.timeout(300)
+def test_readme_walkthrough_works_verbatim_against_dev_mode(dev: tuple[subprocess.Popen[str], Path, int]) -> None:
+    process, workdir, port = dev
+    assert process.poll() is None, (workdir / "dev.log").read_text()[-3000:]
+    env = {**os.environ, "KUBECONFIG": str(workdir / ".dev" / "kubeconfig")}
+    ready = "kubectl get bkp my-buildkit-pool -o jsonpath='{.status.phase}'"
+    for _ in range(60):
+        if run_shell(ready, workdir, env).stdout == "ScaledToZero":
+            break
+        time.sleep(1)
+    assert run_shell(ready, workdir, env).stdout == "ScaledToZero"
+    script = walkthrough().replace("127.0.0.1:8082", f"127.0.0.1:{port}")
+    result = run_shell(script, workdir, env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "URI:buildkit://allocation/" in result.stdout
+    assert "Allocated" in result.stdout
+    assert '"released"' in result.stdout
+    token = (workdir / ".dev" / "token").read_text().strip()
+    assert token not in (workdir / "dev.log").read_text()
+
+
+def descendants(root: int) -> set[int]:
+    """Every process below ``root`` (pods run in sessions of their own, so walk parent links)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    found, frontier = set(), {root}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pids: set[int]) -> set[int]:
+    return {pid for pid in pids if Path(f"/proc/{pid}").exists()
+            and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()}
+
+
+@pytest.mark.timeout(120)
+def test_ctrl_c_stops_everything(dev: tuple[subprocess.Popen[str], Path, int]) -> None:
+    process = dev[0]
+    time.sleep(3)
+    children = descendants(process.pid)
+    assert len(children) >= 2, "the gateway pod (sandbox and process) should be running"
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 0
+    time.sleep(1)
+    assert alive(children) == set(), "processes left behind after Ctrl-C"
