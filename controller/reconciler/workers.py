@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from buildkit_controller.controller.manifests import worker_pod
-from buildkit_controller.controller.manifests.names import API_VERSION, secret_names
+from buildkit_controller.controller.manifests.names import API_VERSION, POOL_LABEL, PURPOSE_LABEL, secret_names
 from buildkit_controller.controller.reconciler.context import Context
 from buildkit_controller.controller.reconciler.events import record_event
 from buildkit_controller.controller.reconciler.lifecycle import Observation, observe
@@ -31,8 +31,13 @@ log = logging.getLogger(__name__)
 
 async def _admit(ctx: Context, pool: Pool, worker: Worker, body: Mapping[str, Any]) -> bool:
     async with ctx.lock("pool", pool.namespace, pool.name):
-        holding = [w for w in await list_workers(ctx, pool)
-                   if w.name != worker.name and w.status.pod_name and w.phase is not WorkerPhase.FAILED]
+        # A slot is held by a worker that was admitted, and by any pod still there (a failed or
+        # deleted worker's pod may still be draining): the limit is on pods, so count both.
+        pods = {p["metadata"]["name"] for p in await ctx.kube.list("v1", "Pod", pool.namespace,
+                                                                   {POOL_LABEL: pool.name, PURPOSE_LABEL: "worker"})}
+        admitted = {w.name for w in await list_workers(ctx, pool)
+                    if w.status.pod_name and w.phase is not WorkerPhase.FAILED}
+        holding = (pods | admitted) - {worker.name}
         if len(holding) >= pool.spec.scaling.max:
             return False
         stamp = ctx.clock().strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -8,15 +8,20 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import grpc
+import pytest
 import pytest_asyncio
 import yaml
 
-from buildkit_controller.controller.manifests.names import API_VERSION, POOL_LABEL
+from buildkit_controller.controller.manifests.names import API_VERSION, POOL_LABEL, PURPOSE_LABEL
+from buildkit_controller.controller.manifests.secrets import secret_text
 from buildkit_controller.controller.reconciler.context import OperatorSettings
 from buildkit_controller.controller.reconciler.kube import Kube
 from buildkit_controller.controller.reconciler.run import OperatorOptions, run_operator
+from buildkit_controller.core import pki
 from buildkit_controller.core.settings import PluginSettings
 from kubesim import KubeSim
+from kubesim.buildkitd.proto import control_pb2, control_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,6 +49,11 @@ async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 15.0)
         await asyncio.sleep(0.2)
 
 
+async def worker_pods(kube: Kube) -> list[dict[str, Any]]:
+    """Pods of workers (the gateway Deployment's pods run too, since kubesim has a kubelet)."""
+    return await kube.list("v1", "Pod", "default", {PURPOSE_LABEL: "worker"})
+
+
 def pool_body(spec: dict[str, Any]) -> dict[str, Any]:
     body = yaml.safe_load((ROOT / "examples" / "pool-example.yaml").read_text())
     body["metadata"]["namespace"] = "default"
@@ -57,7 +67,7 @@ async def test_operator_creates_min_workers_with_pods_and_reports_status(operato
     async def workers_with_pods() -> list[dict[str, Any]]:
         workers = await operator.list(API_VERSION, "BuildKitWorker", "default",
                                       {POOL_LABEL: "my-buildkit-pool"})
-        pods = {p["metadata"]["name"] for p in await operator.list("v1", "Pod", "default")}
+        pods = {p["metadata"]["name"] for p in await worker_pods(operator)}
         ok = len(workers) == 2 and all(w["metadata"]["name"] in pods for w in workers)
         return workers if ok else []
 
@@ -88,7 +98,7 @@ async def test_workers_created_from_outside_never_exceed_max(operator: Kube) -> 
 
     async def refused_all_but_three() -> bool:
         nonlocal most_pods
-        most_pods = max(most_pods, len(await operator.list("v1", "Pod", "default")))
+        most_pods = max(most_pods, len(await worker_pods(operator)))
         refusals = [e for e in await operator.list("v1", "Event", "default") if e["reason"] == "NotAdmitted"]
         return len(refusals) == 47
 
@@ -99,21 +109,21 @@ async def test_workers_created_from_outside_never_exceed_max(operator: Kube) -> 
 
     await eventually(three_left)  # the refused ones failed and were removed by the pool's scaling
     assert most_pods <= 3
-    assert len(await operator.list("v1", "Pod", "default")) == 3
+    assert len(await worker_pods(operator)) == 3
 
 
 async def test_deleting_a_worker_deletes_its_pod_then_the_worker(operator: Kube) -> None:
     await operator.create(pool_body({"scaling": {"min": 1, "max": 2}}))
 
     async def one_pod() -> list[dict[str, Any]]:
-        return await operator.list("v1", "Pod", "default")
+        return await worker_pods(operator)
 
     (pod,) = await eventually(one_pod)
     await operator.delete(API_VERSION, "BuildKitWorker", pod["metadata"]["name"], "default")
 
     async def replaced() -> bool:
         names = {w["metadata"]["name"] for w in await operator.list(API_VERSION, "BuildKitWorker", "default")}
-        pods = {p["metadata"]["name"] for p in await operator.list("v1", "Pod", "default")}
+        pods = {p["metadata"]["name"] for p in await worker_pods(operator)}
         return pod["metadata"]["name"] not in names | pods and len(names) == 1
 
     await eventually(replaced)  # the pod went first, then the worker; min 1 brought a new one
@@ -131,7 +141,8 @@ async def test_deleting_a_pool_removes_everything_it_created(operator: Kube) -> 
 
 
 async def _count(kube: Kube, api_version: str, kind: str, count: int) -> bool:
-    return len(await kube.list(api_version, kind, "default")) == count
+    labels = {PURPOSE_LABEL: "worker"} if kind == "Pod" else None
+    return len(await kube.list(api_version, kind, "default", labels)) == count
 
 
 async def _none_of_ours(kube: Kube, api_version: str, kind: str) -> bool:
@@ -143,7 +154,7 @@ async def test_kubectl_shows_pool_and_worker_columns(operator: Kube, kubesim: Ku
                                                      tmp_path: Path) -> None:
     """Real kubectl against kubesim: short names, category and printer columns with live values."""
     await operator.create(pool_body({"scaling": {"min": 2, "max": 4}}))
-    await eventually(lambda: _pool_total(operator, 2))
+    await eventually(lambda: _pool_ready(operator, 2), timeout=30)
     kubeconfig = tmp_path / "kubeconfig"
     kubesim.write_kubeconfig(kubeconfig)
     process = await asyncio.create_subprocess_exec(
@@ -155,13 +166,66 @@ async def test_kubectl_shows_pool_and_worker_columns(operator: Kube, kubesim: Ku
     pool_header = next(line for line in lines if line.startswith("NAME") and "CONNECTIONS" in line)
     assert pool_header.split() == ["NAME", "PHASE", "WORKERS", "READY", "ALLOCATED", "CONNECTIONS", "AGE"]
     pool_row = next(line for line in lines if line.startswith("buildkitpool"))
-    assert pool_row.split()[1:6] == ["Pending", "2", "0", "0", "0"]
+    assert pool_row.split()[1:6] == ["Running", "2", "2", "0", "0"]
     worker_rows = [line.split() for line in lines if line.startswith("buildkitworker")]
     assert len(worker_rows) == 2
-    assert all(row[1] == "my-buildkit-pool" and row[2] == "Provisioning" for row in worker_rows)
+    assert all(row[1] == "my-buildkit-pool" and row[2] == "Idle" for row in worker_rows)
     assert all(row[3] == row[0].split("/")[1] for row in worker_rows)  # the Pod column names the pod
 
 
-async def _pool_total(kube: Kube, total: int) -> bool:
-    pool = await kube.get(API_VERSION, "BuildKitPool", "my-buildkit-pool", "default") or {}
-    return ((pool.get("status") or {}).get("workers") or {}).get("total") == total
+async def _pool_ready(kube: Kube, ready: int) -> bool:
+    status = (await kube.get(API_VERSION, "BuildKitPool", "my-buildkit-pool", "default") or {}).get("status") or {}
+    return status.get("phase") == "Running" and (status.get("workers") or {}).get("ready") == ready
+
+
+async def test_idle_workers_answer_only_worker_ca_clients_over_mtls(operator: Kube) -> None:
+    """Real grpcio against the stand-in buildkitd pods (kubesim runs them): the gateway's worker-CA
+    client certificate gets ListWorkers; a tenant-CA certificate cannot even finish the handshake."""
+    await operator.create(pool_body({"scaling": {"min": 2, "max": 4}}))
+    await eventually(lambda: _pool_ready(operator, 2), timeout=40)
+    client = secret_text(await operator.get("v1", "Secret", "my-buildkit-pool-gateway-worker-client", "default"))
+    tenant = secret_text(await operator.get("v1", "Secret", "my-buildkit-pool-tenant-ca", "default"))
+    workers = await operator.list(API_VERSION, "BuildKitWorker", "default")
+    endpoints = [w["status"]["endpoint"].removeprefix("tcp://") for w in workers]
+    assert len(endpoints) == 2
+    for endpoint in endpoints:
+        answer = await list_workers(endpoint, client["ca.crt"], client["tls.crt"], client["tls.key"])
+        assert answer.record, "buildkitd answered with its workers"
+    ca = pki.load_ca(tenant["ca.crt"], tenant["ca.key"])
+    identity = pki.AllocationIdentity(allocation_id="a" * 32, pool="my-buildkit-pool", namespace="default")
+    intruder = pki.issue_allocation_certificate(ca, identity, lifetime=pki.BACKDATE * 60)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await list_workers(endpoints[0], client["ca.crt"], intruder.certificate_pem.decode(),
+                           (intruder.private_key_pem or b"").decode())
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def list_workers(endpoint: str, ca: str, cert: str, key: str) -> Any:
+    credentials = grpc.ssl_channel_credentials(ca.encode(), key.encode(), cert.encode())
+    options = [("grpc.ssl_target_name_override", "buildkit-worker.my-buildkit-pool.default")]
+    async with grpc.aio.secure_channel(endpoint, credentials, options=options) as channel:
+        stub = control_pb2_grpc.ControlStub(channel)
+        return await stub.ListWorkers(control_pb2.ListWorkersRequest(), timeout=10)
+
+
+async def test_min_changes_scale_exactly_and_down_only_after_the_delay(operator: Kube) -> None:
+    await operator.create(pool_body({"scaling": {"min": 2, "max": 6, "scaleDownDelay": "4s"}}))
+    await eventually(lambda: _pool_ready(operator, 2), timeout=40)
+    await operator.patch(API_VERSION, "BuildKitPool", "my-buildkit-pool", "default",
+                         {"spec": {"scaling": {"min": 4}}})
+    await eventually(lambda: _pool_ready(operator, 4), timeout=40)
+    await asyncio.sleep(1.5)
+    assert len(await operator.list(API_VERSION, "BuildKitWorker", "default")) == 4  # exactly the difference
+    await operator.patch(API_VERSION, "BuildKitPool", "my-buildkit-pool", "default",
+                         {"spec": {"scaling": {"min": 0}}})
+    lowered = asyncio.get_running_loop().time()
+    await asyncio.sleep(1.5)
+    assert len(await operator.list(API_VERSION, "BuildKitWorker", "default")) == 4  # the delay holds them
+
+    async def scaled_to_zero() -> bool:
+        pool = await operator.get(API_VERSION, "BuildKitPool", "my-buildkit-pool", "default") or {}
+        workers = await operator.list(API_VERSION, "BuildKitWorker", "default")
+        return not workers and (pool.get("status") or {}).get("phase") == "ScaledToZero"
+
+    await eventually(scaled_to_zero, timeout=40)
+    assert asyncio.get_running_loop().time() - lowered >= 2.5  # not before ~4s of idleness

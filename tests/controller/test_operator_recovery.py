@@ -20,7 +20,7 @@ from buildkit_controller.controller.manifests.names import API_VERSION, POOL_LAB
 from buildkit_controller.controller.reconciler.kube import Kube
 from kubesim import KubeSim
 
-from .test_operator import eventually, pool_body
+from .test_operator import eventually, pool_body, worker_pods
 from .test_operator import operator as operator  # noqa: PLC0414 - a fixture, used by name
 
 EXE = str(Path(sys.executable).parent / "buildkit-controller")
@@ -46,7 +46,7 @@ async def processes() -> AsyncIterator[list[asyncio.subprocess.Process]]:
 async def converged(kube: Kube, workers: int) -> bool:
     secrets = await kube.list("v1", "Secret", "default", {POOL_LABEL: "my-buildkit-pool"})
     found = await kube.list(API_VERSION, "BuildKitWorker", "default")
-    pods = await kube.list("v1", "Pod", "default")
+    pods = await worker_pods(kube)
     deployments = await kube.list("apps/v1", "Deployment", "default")
     return len(secrets) == 5 and len(found) == workers and len(pods) == workers and len(deployments) == 1
 
@@ -97,12 +97,14 @@ async def test_peering_lets_one_replica_work_and_fails_over(
     processes.append(await start_operator(kubesim.url, low, "--priority", "10", "--peering-lifetime", "3"))
     leader = await start_operator(kubesim.url, high, "--priority", "20", "--peering-lifetime", "3")
     processes.append(leader)
-    await asyncio.sleep(2)  # both have announced themselves
+    async def low_paused() -> bool:
+        return "Pausing operations in favour of" in low.read_text()
+
+    await eventually(low_paused, timeout=30)  # the low-priority replica has seen the other one
     await kube.create(pool_body({"scaling": {"min": 1, "max": 3}}))
     await eventually(lambda: converged(kube, 1), timeout=30)
     assert "WorkerCreated" in high.read_text()
     assert "WorkerCreated" not in low.read_text()
-    assert "Pausing operations in favour of" in low.read_text()
     os.kill(leader.pid, signal.SIGKILL)
     await leader.wait()
     await kube.patch(API_VERSION, "BuildKitPool", "my-buildkit-pool", "default",
