@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -253,7 +254,22 @@ def create_app(ctx: ApiContext) -> Quart:
         # No automatic OPTIONS: an undeclared method gets 405 with an Allow header.
         app.add_url_rule(rule, view_func=view, methods=methods, endpoint=rule, provide_automatic_options=False)
     app.register_error_handler(Exception, _on_error)
+
+    @app.before_serving
+    async def start_worker_gauge() -> None:
+        app.add_background_task(_refresh_workers, ctx)
+
     return app
+
+
+async def _refresh_workers(ctx: ApiContext, every: float = 15.0) -> None:
+    """Keep ``buildkit_workers{pool,phase}`` current (one list per interval, not per scrape)."""
+    while True:
+        try:
+            ctx.metrics.count_workers(await ctx.kube.list(API_VERSION, "BuildKitWorker", None))
+        except (ApiException, OSError) as exc:
+            log.warning("could not count workers for metrics: %s", exc)
+        await asyncio.sleep(every)
 
 
 async def _on_error(exc: Exception) -> Response:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections import Counter as Counter_
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -24,6 +26,16 @@ class ApiMetrics:
                              ["pool"], registry=registry)
         self.auth_failures = Counter("buildkit_api_auth_failures_total", "Rejected credentials",
                                      ["method", "reason"], registry=registry)
+        self.workers = Gauge("buildkit_workers", "Workers by pool and phase", ["pool", "phase"], registry=registry)
+
+    def count_workers(self, bodies: Iterable[Mapping[str, Any]]) -> None:
+        """Replace the ``buildkit_workers`` series with counts from these BuildKitWorker bodies."""
+        counts = Counter_(
+            (f"{b['metadata'].get('namespace')}/{(b.get('spec') or {}).get('poolRef', {}).get('name')}",
+             ((b.get("status") or {}).get("phase") or "Pending").lower()) for b in bodies)
+        self.workers.clear()
+        for (pool, phase), count in counts.items():
+            self.workers.labels(pool, phase).set(count)
 
     @contextmanager
     def observe_allocation(self, pool: Pool) -> Iterator[list[str]]:

@@ -102,3 +102,20 @@ def test_published_openapi_matches_the_app() -> None:
     published = (Path(__file__).resolve().parents[2] / "docs" / "openapi.json").read_text()
     fix = "run: buildkit-controller api --print-openapi > docs/openapi.json"
     assert json.loads(printed) == json.loads(published), fix
+
+
+def test_worker_gauge_counts_by_pool_and_phase() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from buildkit_controller.controller.api.metrics import ApiMetrics
+
+    registry = CollectorRegistry()
+    metrics = ApiMetrics(registry)
+    body = {"metadata": {"namespace": "ci"}, "spec": {"poolRef": {"name": "builds"}}}
+    metrics.count_workers([{**body, "status": {"phase": "Idle"}}, {**body, "status": {"phase": "Idle"}},
+                           {**body, "status": {"phase": "Allocated"}}])
+    text = generate_latest(registry).decode()
+    assert 'buildkit_workers{phase="idle",pool="ci/builds"} 2.0' in text
+    assert 'buildkit_workers{phase="allocated",pool="ci/builds"} 1.0' in text
+    metrics.count_workers([])  # a pool that emptied leaves no stale series
+    assert "ci/builds" not in generate_latest(registry).decode()
