@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import itertools
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -106,7 +107,8 @@ def widget():
 @pytest.fixture(scope="session")
 def kubesim_proc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeSimProcess]:
     """One ``kubesim serve`` subprocess shared by the tests that use blocking clients and kubectl."""
-    with run_kubesim(tmp_path_factory.mktemp("kubesim")) as proc:
+    # example.com/shell runs the pod's own command (an image without an entrypoint)
+    with run_kubesim(tmp_path_factory.mktemp("kubesim"), "--image", "example.com/shell=") as proc:
         yield proc
 
 
@@ -159,8 +161,39 @@ def kubectl(kubectl_bin: str, kubesim_proc: KubeSimProcess, tmp_path: Path):
             str(cache),
             *args,
         ]
-        return subprocess.run(
-            command, input=stdin, capture_output=True, text=True, timeout=timeout, check=False
-        )
+        return subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
 
     return run
+
+
+@pytest.fixture
+async def kubesim_images():
+    """A kubesim whose ``example.com/shell`` image runs the pod's own command; with a CoreV1Api."""
+    from kubernetes_asyncio import client
+
+    from kubesim import KubeSim
+
+    async with (
+        KubeSim(images={"example.com/shell": []}) as sim,
+        client.ApiClient(client.Configuration(host=sim.url)) as api,
+    ):
+        yield sim, client.CoreV1Api(api)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_stray_pod_processes():
+    """Acceptance 5: when the session ends, no process started for a kubesim pod is left.
+
+    Pod processes carry ``KUBESIM_SESSION`` from kubesim's environment (in-process servers and
+    ``kubesim serve`` children alike), so other kubesims on the machine are not counted."""
+    import os
+    import uuid
+
+    from kubesim.kubelet.process import SESSION, pids_with
+
+    os.environ[SESSION] = session = uuid.uuid4().hex
+    yield
+    deadline = time.monotonic() + 5
+    while (left := pids_with(f"{SESSION}={session}".encode())) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left, f"processes of kubesim pods outlived the test session: {left}"

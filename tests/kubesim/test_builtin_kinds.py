@@ -52,7 +52,8 @@ async def test_builtin_kind_roundtrip(kubesim: KubeSim, prefix, plural, kind, bo
         async with http.post(base, json={"metadata": {"name": "y"}, "bogus": 1, **body}) as response:
             assert response.status == 400
             assert 'unknown field "bogus"' in (await response.json())["message"]
-        async with http.delete(f"{base}/x") as response:
+        # gracePeriodSeconds=0: a pod bound by the kubelet would otherwise linger while it terminates
+        async with http.delete(f"{base}/x", params={"gracePeriodSeconds": "0"}) as response:
             assert response.status == 200
         async with http.get(f"{base}/x") as response:
             assert response.status == 404

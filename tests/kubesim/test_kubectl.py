@@ -187,9 +187,34 @@ def test_scale_and_server_side_apply(kubectl, namespace):
             },
         },
     }
-    assert "serverside-applied" in _ok(
-        kubectl("apply", "--server-side", "-f", "-", stdin=json.dumps(deployment))
-    )
+    assert "serverside-applied" in _ok(kubectl("apply", "--server-side", "-f", "-", stdin=json.dumps(deployment)))
     assert "scaled" in _ok(kubectl("scale", "deployment/web", "-n", namespace, "--replicas=3"))
     got = json.loads(_ok(kubectl("get", "deployment", "web", "-n", namespace, "-o", "json")))
     assert got["spec"]["replicas"] == 3 and got["metadata"]["generation"] == 2
+
+
+def test_logs_wait_and_nodes_of_a_running_pod(kubectl, namespace):
+    """kubectl against the simulated kubelet: the pod runs its command, ``kubectl wait`` sees it
+    Ready, ``kubectl logs`` shows its output, ``kubectl get nodes`` lists the simulated node."""
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "talker", "namespace": namespace},
+        "spec": {
+            "containers": [
+                {
+                    "name": "main",
+                    "image": "example.com/shell:1",
+                    "command": ["/bin/sh", "-c", "echo hello from $HOSTNAME; exec sleep 300"],
+                }
+            ]
+        },
+    }
+    _ok(kubectl("apply", "-f", "-", stdin=json.dumps(pod)))
+    _ok(kubectl("wait", "-n", namespace, "--for=condition=Ready", "pod/talker", "--timeout=10s"))
+    deadline = time.monotonic() + 5
+    while "hello" not in (logs := _ok(kubectl("logs", "-n", namespace, "talker"))) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert logs == "hello from talker\n"
+    assert "kubesim-node" in _ok(kubectl("get", "nodes", "-o", "name"))
+    _ok(kubectl("delete", "pod", "-n", namespace, "talker", "--wait=true", "--timeout=10s"))

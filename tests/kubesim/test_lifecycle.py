@@ -103,7 +103,15 @@ async def test_default_service_account_appears_in_new_namespaces(api):
     assert [a.metadata.name for a in accounts.items] == ["default"]
 
 
-async def test_generation_tracks_spec_only(api):
+async def test_generation_tracks_spec_only():
+    async with (
+        KubeSim(workloads=False, kubelet=False) as sim,  # no controller writes in between
+        client.ApiClient(client.Configuration(host=sim.url)) as api,
+    ):
+        await _generation_tracks_spec_only(api)
+
+
+async def _generation_tracks_spec_only(api):
     apps = client.AppsV1Api(api)
     labels = {"app": "g"}
     body = {
@@ -131,9 +139,7 @@ async def test_generation_tracks_spec_only(api):
 async def test_delete_collection_with_selector(api):
     core = client.CoreV1Api(api)
     for name, tier in (("a", "x"), ("b", "x"), ("c", "y")):
-        await core.create_namespaced_config_map(
-            "default", {"metadata": {"name": name, "labels": {"t": tier}}}
-        )
+        await core.create_namespaced_config_map("default", {"metadata": {"name": name, "labels": {"t": tier}}})
     await core.delete_collection_namespaced_config_map("default", label_selector="t=x")
     left = await core.list_namespaced_config_map("default")
     assert [i.metadata.name for i in left.items] == ["c", "kube-root-ca.crt"]
@@ -144,10 +150,8 @@ async def test_service_gets_cluster_ip_and_secret_string_data_is_encoded(api):
     svc = await core.create_namespaced_service(
         "default", {"metadata": {"name": "s"}, "spec": {"selector": {"app": "s"}, "ports": [{"port": 80}]}}
     )
-    assert svc.spec.cluster_ip.startswith("10.96.") and svc.spec.ports[0].target_port == 80
-    secret = await core.create_namespaced_secret(
-        "default", {"metadata": {"name": "s"}, "stringData": {"k": "v"}}
-    )
+    assert svc.spec.cluster_ip.startswith("127.") and svc.spec.ports[0].target_port == 80
+    secret = await core.create_namespaced_secret("default", {"metadata": {"name": "s"}, "stringData": {"k": "v"}})
     assert secret.data == {"k": "dg=="} and secret.type == "Opaque"
 
 
@@ -155,12 +159,11 @@ async def test_pod_bound_to_a_node_is_deleted_gracefully(api, kubesim: KubeSim):
     """Unscheduled pods go at once; a pod with spec.nodeName keeps a deletionTimestamp for its grace."""
     core = client.CoreV1Api(api)
     spec = {"containers": [{"name": "c", "image": "i"}]}
-    await core.create_namespaced_pod("default", {"metadata": {"name": "free"}, "spec": spec})
+    unschedulable = {**spec, "nodeSelector": {"no": "such-node"}}
+    await core.create_namespaced_pod("default", {"metadata": {"name": "free"}, "spec": unschedulable})
     await core.delete_namespaced_pod("free", "default")
     assert await _gone(core.read_namespaced_pod, "free", "default", timeout=0.05)
-    await core.create_namespaced_pod(
-        "default", {"metadata": {"name": "bound"}, "spec": {**spec, "nodeName": "n1"}}
-    )
+    await core.create_namespaced_pod("default", {"metadata": {"name": "bound"}, "spec": {**spec, "nodeName": "n1"}})
     await core.delete_namespaced_pod("bound", "default", grace_period_seconds=30)
     pod = await core.read_namespaced_pod("bound", "default")
     assert pod.metadata.deletion_timestamp is not None and pod.metadata.deletion_grace_period_seconds == 30

@@ -5,6 +5,7 @@ GET    /kubesim/faults          → active rules
 DELETE /kubesim/faults          → clear all rules
 POST   /kubesim/watches/drop    ?resource=PLURAL (optional) → {"dropped": N}
 POST   /kubesim/history/expire  → {"resourceVersion": RV}; watching from older versions is 410
+GET    /kubesim/names           → {"svc.ns.svc": "127.B.128.1", "svc.ns.svc.cluster.local": ...}
 """
 
 from __future__ import annotations
@@ -52,7 +53,11 @@ def admin_routes(sim: KubeSim) -> list[web.RouteDef]:
     async def expire_history(_: web.Request) -> web.Response:
         return web.json_response({"resourceVersion": str(sim.expire_history())})
 
+    async def names(_: web.Request) -> web.Response:
+        return web.json_response(sim.names())
+
     return [
+        web.get("/kubesim/names", names),
         web.post("/kubesim/faults", add_fault),
         web.get("/kubesim/faults", list_faults),
         web.delete("/kubesim/faults", clear_faults),

@@ -10,6 +10,7 @@ import base64
 import ipaddress
 import itertools
 import re
+from collections.abc import Callable
 from typing import Any
 
 from . import fields, schema
@@ -36,6 +37,8 @@ class Admission:
     def __init__(self, *, strict_builtins: bool = True) -> None:
         self.strict_builtins = strict_builtins
         self._cluster_ips = (str(ipaddress.ip_address("10.96.0.10") + i) for i in itertools.count())
+        # The server hands cluster IPs out of its 127/8 block (kubesim.ipam); 10.96/12 otherwise.
+        self.allocate_cluster_ip: Callable[[], str] = lambda: next(self._cluster_ips)
 
     def on_create(self, rtype: ResourceType, obj: dict[str, Any], opts: Any) -> None:
         meta = obj["metadata"]
@@ -168,7 +171,7 @@ def _service_defaults(admission: Admission, obj: dict[str, Any], creating: bool)
     spec = obj.setdefault("spec", {})
     spec.setdefault("type", "ClusterIP")
     if spec.get("clusterIP") != "None" and not spec.get("clusterIP"):
-        spec["clusterIP"] = next(admission._cluster_ips)
+        spec["clusterIP"] = admission.allocate_cluster_ip()
     spec.setdefault("clusterIPs", [spec["clusterIP"]])
     spec.setdefault("sessionAffinity", "None")
     for port in spec.get("ports") or ():
@@ -227,11 +230,7 @@ def _validate_pod(obj: dict[str, Any]) -> list[tuple[str, str]]:
     containers = (obj.get("spec") or {}).get("containers")
     if not containers:
         return [("spec.containers", "Required value")]
-    return [
-        (f"spec.containers[{i}].image", "Required value")
-        for i, c in enumerate(containers)
-        if not c.get("image")
-    ]
+    return [(f"spec.containers[{i}].image", "Required value") for i, c in enumerate(containers) if not c.get("image")]
 
 
 def _validate_workload(obj: dict[str, Any]) -> list[tuple[str, str]]:
@@ -241,9 +240,7 @@ def _validate_workload(obj: dict[str, Any]) -> list[tuple[str, str]]:
     if not spec.get("selector"):
         return [("spec.selector", "Required value")]
     if any(labels.get(k) != v for k, v in selector.items()):
-        return [
-            ("spec.template.metadata.labels", "Invalid value: `selector` does not match template `labels`")
-        ]
+        return [("spec.template.metadata.labels", "Invalid value: `selector` does not match template `labels`")]
     return []
 
 

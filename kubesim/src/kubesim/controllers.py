@@ -33,6 +33,8 @@ class Controller:
                     self.handle(event)
                 except ApiError as exc:  # the object changed under us; the next event retries
                     log.debug("%s: %s", type(self).__name__, exc)
+                except Exception:  # a kubesim bug must not stop every controller: log it, go on
+                    log.exception("%s failed on %s %s", type(self).__name__, event.type, event.key)
         finally:
             sub.close()
 
@@ -71,7 +73,11 @@ class GarbageCollector(Controller):
             kept = [r for r in refs if r.get("uid") != deleted_uid]
             self.store.patch(types[0], namespace, name, lambda o: _with_refs(o, kept))
         elif refs and all(self.store.by_uid(r.get("uid", "")) is None for r in refs):
-            self.store.delete(types[0], namespace, name)
+            spec = obj.get("spec") or {}
+            grace = (
+                int(spec.get("terminationGracePeriodSeconds", 30)) if key == "/pods" and spec.get("nodeName") else None
+            )
+            self.store.delete(types[0], namespace, name, grace=grace)  # bound pods: gracefully
 
 
 def _with_refs(obj: dict[str, Any], refs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -95,9 +101,7 @@ class NamespaceController(Controller):
             self._default_service_account(event.obj["metadata"]["name"])
             self._root_ca(event.obj["metadata"]["name"])
         namespace = (
-            event.obj["metadata"]["name"]
-            if event.key == "/namespaces"
-            else event.obj["metadata"].get("namespace")
+            event.obj["metadata"]["name"] if event.key == "/namespaces" else event.obj["metadata"].get("namespace")
         )
         if namespace:
             self._sweep(namespace)
@@ -148,10 +152,7 @@ class PodTerminator(Controller):
 async def run_controllers(controllers: list[Controller]) -> None:
     """Run until cancelled. Subscriptions are taken before the first await, so no event is missed."""
     subs = [c.store.subscribe(None) for c in controllers]
-    tasks = [
-        asyncio.create_task(c.run(sub), name=type(c).__name__)
-        for c, sub in zip(controllers, subs, strict=True)
-    ]
+    tasks = [asyncio.create_task(c.run(sub), name=type(c).__name__) for c, sub in zip(controllers, subs, strict=True)]
     try:
         await asyncio.gather(*tasks)
     finally:

@@ -159,9 +159,7 @@ async def do_list(ctx: Context, request: web.Request, rtype: ResourceType, targe
     )
 
 
-async def do_watch(
-    ctx: Context, request: web.Request, rtype: ResourceType, target: Target
-) -> web.StreamResponse:
+async def do_watch(ctx: Context, request: web.Request, rtype: ResourceType, target: Target) -> web.StreamResponse:
     query = request.query
     timeout = float(query.get("timeoutSeconds") or ctx.watch_timeout)
     as_table = tables.wants_table(request.headers.get("Accept", ""))
@@ -244,9 +242,7 @@ async def do_patch(ctx: Context, request: web.Request, rtype: ResourceType, targ
         return json_response(present(rtype, created), 201, opts.warnings)
 
     def patcher(current: dict[str, Any]) -> dict[str, Any]:
-        return apply_patch(
-            content_type, current, body, custom=rtype.custom, kind=rtype.kind, name=target.name
-        )
+        return apply_patch(content_type, current, body, custom=rtype.custom, kind=rtype.kind, name=target.name)
 
     obj = ctx.store.patch(rtype, target.namespace, target.name, patcher, opts)
     return json_response(present(rtype, obj), warnings=opts.warnings)
@@ -291,7 +287,8 @@ async def do_delete(ctx: Context, request: web.Request, rtype: ResourceType, tar
     result = _delete_one(ctx, request, rtype, current, options)
     still_there = ctx.store.find(rtype, target.namespace, target.name) is not None
     if still_there or rtype.custom or rtype.kind == "Pod":
-        return json_response(present(rtype, result), 202 if still_there and rtype.kind == "Pod" else 200)
+        # A real server answers 200 for graceful pod deletion too (202 only for orphanDependents=false).
+        return json_response(present(rtype, result), 200)
     return json_response(
         {
             "kind": "Status",
@@ -308,9 +305,7 @@ async def do_delete(ctx: Context, request: web.Request, rtype: ResourceType, tar
     )
 
 
-async def do_delete_collection(
-    ctx: Context, request: web.Request, rtype: ResourceType, target: Target
-) -> web.Response:
+async def do_delete_collection(ctx: Context, request: web.Request, rtype: ResourceType, target: Target) -> web.Response:
     options = _delete_options(request, await read_body(request))
     objects = ctx.store.items(rtype.key, _selector(request, target))
     deleted = [present(rtype, _delete_one(ctx, request, rtype, obj, options)) for obj in objects]
@@ -336,9 +331,7 @@ _HANDLERS = {
 }
 
 
-async def dispatch(
-    ctx: Context, request: web.Request, rtype: ResourceType, target: Target
-) -> web.StreamResponse:
+async def dispatch(ctx: Context, request: web.Request, rtype: ResourceType, target: Target) -> web.StreamResponse:
     verb = verb_of(request, target)
     resource = f"{rtype.plural}/{target.subresource}" if target.subresource else rtype.plural
     try:
@@ -347,9 +340,7 @@ async def dispatch(
         if verb != "watch":
             raise
         return await serve_error(request, exc)  # real servers report expiry inside the watch stream
-    if target.subresource and (
-        target.subresource not in rtype.subresources or verb not in ("get", "update", "patch")
-    ):
+    if target.subresource and (target.subresource not in rtype.subresources or verb not in ("get", "update", "patch")):
         raise NotFound("the server could not find the requested resource")
     if not target.subresource and verb not in rtype.verbs:
         raise MethodNotAllowed("the server does not allow this method on the requested resource")

@@ -124,10 +124,9 @@ BUILTINS: tuple[ResourceType, ...] = (
         subs=_STATUS,
         verbs=("create", "delete", "get", "list", "patch", "update", "watch"),
     ),
+    _builtin("", "v1", "nodes", "Node", False, model="V1Node", short=("no",), subs=_STATUS),
     _builtin("", "v1", "pods", "Pod", model="V1Pod", short=("po",), subs=_STATUS, categories=("all",)),
-    _builtin(
-        "", "v1", "services", "Service", model="V1Service", short=("svc",), subs=_STATUS, categories=("all",)
-    ),
+    _builtin("", "v1", "services", "Service", model="V1Service", short=("svc",), subs=_STATUS, categories=("all",)),
     _builtin("", "v1", "endpoints", "Endpoints", model="V1Endpoints", short=("ep",)),
     _builtin("", "v1", "secrets", "Secret", model="V1Secret"),
     _builtin("", "v1", "configmaps", "ConfigMap", model="V1ConfigMap", short=("cm",)),
@@ -183,8 +182,14 @@ BUILTINS: tuple[ResourceType, ...] = (
     _builtin("rbac.authorization.k8s.io", "v1", "roles", "Role", model="V1Role"),
     _builtin("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", model="V1RoleBinding"),
     _builtin("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False, model="V1ClusterRole"),
-    _builtin("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False,
-             model="V1ClusterRoleBinding"),
+    _builtin(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterrolebindings",
+        "ClusterRoleBinding",
+        False,
+        model="V1ClusterRoleBinding",
+    ),
     _builtin(
         "apiextensions.k8s.io",
         "v1",

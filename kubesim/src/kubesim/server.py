@@ -6,6 +6,10 @@ import asyncio
 import base64
 import contextlib
 import logging
+import shutil
+import sys
+import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +19,22 @@ from aiohttp import web
 from . import auth, discovery
 from .admin import admin_routes
 from .admission import Admission
-from .controllers import GarbageCollector, NamespaceController, PodTerminator, run_controllers
+from .controllers import Controller, GarbageCollector, NamespaceController, PodTerminator, run_controllers
 from .crds import register_crd_hook
 from .errors import ApiError, NotFound, status_body
 from .faults import Faults
 from .handlers import Context, dispatch, json_response
+from .ipam import AddressBlock
+from .kubelet.images import ImageMap
+from .kubelet.kubelet import Kubelet, KubeletConfig
+from .podlogs import serve_log
 from .routing import Target, parse_path
 from .scale import serve_scale
+from .services import EndpointsController, ServiceProxy
 from .store import Store
 from .tls import ServerPKI
 from .tokens import TokenIssuer
+from .workloads import DeploymentController, ReplicaSetController
 
 __all__ = ["KubeSim"]
 
@@ -64,7 +74,13 @@ class KubeSim:
         history: int = 10_000,
         strict_builtins: bool = True,
         bookmark_interval: float = 1.0,
-        pod_grace_cap: float = 1.0,
+        pod_grace_cap: float | None = 1.0,
+        kubelet: bool = True,
+        workloads: bool = True,
+        images: ImageMap | Mapping[str, list[str] | str] | None = None,
+        nodes: list[dict[str, Any]] | None = None,
+        sync_period: float = 1.0,
+        probe_period_cap: float | None = None,
     ) -> None:
         self.host, self.port, self.https_port = host, port, https_port
         self.store = Store(history=history)
@@ -79,13 +95,44 @@ class KubeSim:
             bookmark_interval=bookmark_interval,
             extra={"tokens": self.tokens},
         )
+        self.block = AddressBlock()
+        self.store.admission.allocate_cluster_ip = self.block.services.allocate
+        self.images = images if isinstance(images, ImageMap) else ImageMap(images)
+        self.workdir = Path(tempfile.mkdtemp(prefix="kubesim-"))
         gc = GarbageCollector(self.store)
         gc.orphaned = self.ctx.orphaned
-        self.controllers = [
+        self.proxy = ServiceProxy(self.store, release=self.block.services.release)
+        self.kubelet: Kubelet | None = None
+        self.controllers: list[Controller] = [
             gc,
             NamespaceController(self.store, ca_pem=self.pki.ca_pem if self.pki else None),
-            PodTerminator(self.store, grace_cap=pod_grace_cap),
         ]
+        if workloads:
+            self.controllers += [
+                ReplicaSetController(self.store),
+                DeploymentController(self.store),
+                EndpointsController(self.store),
+                self.proxy,
+            ]
+        if kubelet:
+            self.kubelet = Kubelet(
+                self.store,
+                config=KubeletConfig(
+                    workdir=self.workdir,
+                    ca_pem=self.pki.ca_pem if self.pki else b"",
+                    grace_cap=pod_grace_cap,
+                    sync_period=sync_period,
+                    probe_period_cap=probe_period_cap,
+                    bin_dirs=[str(_tool_bin(self.workdir))],
+                ),
+                images=self.images,
+                block=self.block,
+                tokens=self.tokens,
+                nodes=nodes,
+            )
+            self.controllers.append(self.kubelet)
+        else:
+            self.controllers.append(PodTerminator(self.store, grace_cap=pod_grace_cap or 1.0))
         self.url = ""
         self.https_url = ""
         self._runner: web.AppRunner | None = None
@@ -106,20 +153,20 @@ class KubeSim:
         for name in _DEFAULT_NAMESPACES:
             self.store.create(ns_type, "", {"metadata": {"name": name}})
         self._create_kubernetes_service()
+        if self.kubelet is not None:
+            self.kubelet.register_nodes()
         # handler_cancellation: a watch whose client disconnected ends now, not at its timeout.
-        self._runner = web.AppRunner(
-            self._app(), shutdown_timeout=2.0, access_log=None, handler_cancellation=True
-        )
+        self._runner = web.AppRunner(self._app(), shutdown_timeout=2.0, access_log=None, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         self.url = f"http://{self.host}:{_bound_port(site)}"
         if self.pki is not None and self.https_port is not None:
-            tls_site = web.TCPSite(
-                self._runner, self.host, self.https_port, ssl_context=self.pki.server_context()
-            )
+            tls_site = web.TCPSite(self._runner, self.host, self.https_port, ssl_context=self.pki.server_context())
             await tls_site.start()
             self.https_url = f"https://{self.host}:{_bound_port(tls_site)}"
+        if self.kubelet is not None:
+            self.kubelet.config.api_port = int((self.https_url or self.url).rsplit(":", 1)[1])
         return self
 
     def _create_kubernetes_service(self) -> None:
@@ -140,6 +187,9 @@ class KubeSim:
         )
 
     async def stop(self) -> None:
+        if self.kubelet is not None:
+            await self.kubelet.shutdown()
+        self.proxy.close_all()
         self.drop_watches()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -149,6 +199,10 @@ class KubeSim:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._controllers_task
             self._controllers_task = None
+        if self.kubelet is not None:
+            await self.kubelet.shutdown()  # pods a controller started while we were stopping
+        self.block.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
     async def __aenter__(self) -> KubeSim:
         return await self.start()
@@ -167,6 +221,17 @@ class KubeSim:
                 sub.close()
                 dropped += 1
         return dropped
+
+    def names(self) -> dict[str, str]:
+        """The Service name table: ``<svc>.<ns>.svc[.cluster.local]`` → cluster IP."""
+        return self.proxy.names()
+
+    def resolve(self, name: str) -> str:
+        """A Service's cluster IP by DNS name (``svc.ns.svc`` or ``svc.ns.svc.cluster.local``)."""
+        try:
+            return self.names()[name.rstrip(".")]
+        except KeyError:
+            raise KeyError(f"no Service named {name!r}") from None
 
     def expire_history(self) -> int:
         """Forget the event history: watches from any earlier resourceVersion now get 410 Gone."""
@@ -257,6 +322,16 @@ class KubeSim:
         if target.plural == "serviceaccounts" and target.subresource == "token" and request.method == "POST":
             await self.faults.apply("create", "serviceaccounts/token", target.namespace, target.name)
             return await auth.create_token(self.ctx, request, rtype, target.namespace, target.name)
+        if target.plural == "pods" and target.subresource == "log" and request.method == "GET":
+            await self.faults.apply("get", "pods/log", target.namespace, target.name)
+            return await serve_log(
+                store=self.store,
+                kubelet=self.kubelet,
+                request=request,
+                rtype=rtype,
+                namespace=target.namespace,
+                name=target.name,
+            )
         if target.subresource == "scale" and "scale" in rtype.subresources:
             return await serve_scale(self.ctx, request, rtype, target)
         if rtype.kind == "TokenReview" and request.method == "POST":
@@ -277,6 +352,16 @@ class KubeSim:
         if doc is None:
             raise NotFound("the server could not find the requested resource")
         return json_response(doc)
+
+
+def _tool_bin(workdir: Path) -> Path:
+    """A directory with the ``buildctl`` stand-in, put on the PATH of every pod process."""
+    directory = workdir / "bin"
+    directory.mkdir(parents=True, exist_ok=True)
+    script = directory / "buildctl"
+    script.write_text(f'#!/bin/sh\nexec {sys.executable} -m kubesim.buildkitd.buildctl "$@"\n')
+    script.chmod(0o755)
+    return directory
 
 
 def _bound_port(site: web.TCPSite) -> int:
