@@ -74,7 +74,18 @@ def test_readme_walkthrough_works_verbatim_against_dev_mode(dev: tuple[subproces
     assert "Allocated" in result.stdout
     assert '"released"' in result.stdout
     token = (workdir / ".dev" / "token").read_text().strip()
-    assert token not in (workdir / "dev.log").read_text()
+    allocation_token = __import__("json").loads((workdir / "certs.json").read_text())["token"]
+    log = (workdir / "dev.log").read_text()
+    assert token not in log and allocation_token not in log
+    everything = run_shell("kubectl get secrets,events,configmaps,buildkitworkers,buildkitpools -A -o json",
+                           workdir, env)
+    assert everything.returncode == 0 and allocation_token not in everything.stdout
+    pods = "kubectl get pods -l buildkit.smrt-devops.net/purpose=worker -o name"
+    for _ in range(30):  # the released worker's pod drains, then goes
+        if not run_shell(pods, workdir, env).stdout.strip():
+            break
+        time.sleep(1)
+    assert run_shell(pods, workdir, env).stdout.strip() == ""
 
 
 def descendants(root: int) -> set[int]:

@@ -183,6 +183,10 @@ async def test_idle_workers_answer_only_worker_ca_clients_over_mtls(operator: Ku
     client certificate gets ListWorkers; a tenant-CA certificate cannot even finish the handshake."""
     await operator.create(pool_body({"scaling": {"min": 2, "max": 4}}))
     await eventually(lambda: _pool_ready(operator, 2), timeout=40)
+    pool = await operator.get(API_VERSION, "BuildKitPool", "my-buildkit-pool", "default") or {}
+    conditions = {c["type"]: c["status"] for c in pool["status"]["conditions"]}
+    assert conditions == {"Ready": "True", "GatewayReady": "True", "CertificatesReady": "True",
+                          "PluginsReady": "True"}
     client = secret_text(await operator.get("v1", "Secret", "my-buildkit-pool-gateway-worker-client", "default"))
     tenant = secret_text(await operator.get("v1", "Secret", "my-buildkit-pool-tenant-ca", "default"))
     workers = await operator.list(API_VERSION, "BuildKitWorker", "default")
