@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,21 +38,16 @@ from buildkit_controller.core.pool_certs import plan_pool_certificates
 from buildkit_controller.plugins.token import new_static_token
 from kubesim import KubeSim
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _proc import cpu_seconds, free_port
+
 EXE = str(Path(sys.executable).parent / "buildkit-controller")
-TICKS = os.sysconf("SC_CLK_TCK")
 READY = [{"type": "Ready", "status": "True", "reason": "PodReady", "message": "",
           "lastTransitionTime": "2026-01-01T00:00:00Z"}]
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def prepare(kube: Kube, workers: int) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import time
@@ -28,20 +27,14 @@ from buildkit_controller.controller.manifests.names import API_VERSION
 from buildkit_controller.controller.reconciler.kube import Kube
 from kubesim import KubeSim
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _proc import cpu_seconds, peak_rss_mib
+
 EXE = str(Path(sys.executable).parent / "buildkit-controller")
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
 
 
-def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def pool(index: int, workers: int) -> dict[str, Any]:
