@@ -39,9 +39,9 @@ def _ctx(memo: Any) -> Context:
     return context
 
 
-async def _pool_once(ctx: Context, body: Mapping[str, Any]) -> None:
+async def _pool_once(ctx: Context, body: Mapping[str, Any], *, full: bool) -> None:
     meta = body["metadata"]
-    status = await reconcile_pool(ctx, body)
+    status = await reconcile_pool(ctx, body, full=full)
     previous = body.get("status") or {}
     changed = {k: v for k, v in status.items() if previous.get(k) != v}
     if changed:
@@ -53,6 +53,8 @@ async def pool_loop(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStoppe
     """Reconcile one pool until it is deleted; errors are logged and retried on the next round."""
     ctx = _ctx(memo)
     kick = ctx.kick(body.metadata.namespace or "", body.metadata.name or "")
+    loop = asyncio.get_running_loop()
+    last_full: tuple[Any, float] | None = None  # (generation, when) of the last full pass
     while not stopped:
         kick.clear()
         try:
@@ -60,7 +62,12 @@ async def pool_loop(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStoppe
                                        body.metadata.namespace)
             if fresh is None or fresh["metadata"].get("deletionTimestamp"):
                 return
-            await _pool_once(ctx, fresh)
+            generation = fresh["metadata"].get("generation")
+            full = (last_full is None or last_full[0] != generation
+                    or loop.time() - last_full[1] >= ctx.settings.resync_seconds)
+            await _pool_once(ctx, fresh, full=full)
+            if full:
+                last_full = (generation, loop.time())
         except (ApiException, OSError) as exc:
             log.warning("pool %s/%s: reconcile failed, retrying: %s", body.metadata.namespace,
                         body.metadata.name, exc)

@@ -100,8 +100,23 @@ async def _apply(ctx: Context, pool: Pool, decision: ScalingDecision, body: Mapp
             await record_event(ctx.kube, body, "WorkerDeleted", f"deleted {removal.name}: {removal.reason}")
 
 
-async def reconcile_pool(ctx: Context, body: Mapping[str, Any]) -> dict[str, Any]:
-    """Bring the pool's objects in line with its spec; return the status to write."""
+def _certificates_ready(previous: Mapping[str, Any]) -> bool:
+    return any(c.get("type") == "CertificatesReady" and c.get("status") == "True"
+               for c in previous.get("conditions") or [])
+
+
+async def _gateway_status(ctx: Context, pool: Pool) -> dict[str, Any]:
+    deployment = await ctx.kube.get("apps/v1", "Deployment", gateway_name(pool.name), pool.namespace)
+    return dict((deployment or {}).get("status") or {})
+
+
+async def reconcile_pool(ctx: Context, body: Mapping[str, Any], *, full: bool = True) -> dict[str, Any]:
+    """Bring the pool's objects in line with its spec; return the status to write.
+
+    ``full=False`` is the light pass for worker and pod events: it re-reads the gateway's status and
+    re-runs scaling, but leaves certificates, config and gateway objects to the full passes (spec
+    changes and every resync), which keeps the work per event small in big installations.
+    """
     meta, previous, now = body.get("metadata") or {}, body.get("status") or {}, ctx.clock()
     try:
         pool = Pool.from_body(body)
@@ -109,13 +124,16 @@ async def reconcile_pool(ctx: Context, body: Mapping[str, Any]) -> dict[str, Any
     except (SpecError, ConfigError) as exc:
         return invalid_status(str(exc), previous, meta.get("generation"), now)
     certificates_error, gateway = None, {}
-    try:
-        plan = await _certificates(ctx, pool, body)
-    except PermanentError as exc:
-        certificates_error = str(exc)
+    if not full and _certificates_ready(previous):
+        gateway = await _gateway_status(ctx, pool)
     else:
-        await _config(ctx, pool, size)
-        gateway = await _gateway(ctx, pool, plan, body)
+        try:
+            plan = await _certificates(ctx, pool, body)
+        except PermanentError as exc:
+            certificates_error = str(exc)
+        else:
+            await _config(ctx, pool, size)
+            gateway = await _gateway(ctx, pool, plan, body)
     workers = await list_workers(ctx, pool)
     decision = ctx.host.call("scaling", pool.spec.scaling.policy_name, "bkc_scaling_decide",
                              pool=pool, workers=workers, now=now, demand=0)

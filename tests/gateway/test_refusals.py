@@ -7,6 +7,7 @@ import datetime as dt
 import ssl
 import time
 
+from buildkit_controller.core import pki
 from buildkit_controller.gateway.server import Gateway
 from kubesim import KubeSim
 
@@ -56,14 +57,23 @@ async def test_handshake_refusals_are_counted_by_reason(gateway: Gateway, pool_p
     await wait_for(lambda: gateway.cache._by_allocation.get(allocation_id))
     foreign = pool_pki.allocation_cert(allocation_id, ca=pool_pki.other_tenant)
     expired = pool_pki.allocation_cert(allocation_id, now=dt.datetime.now(dt.UTC) - dt.timedelta(hours=3))
+    early = pool_pki.allocation_cert(allocation_id, now=dt.datetime.now(dt.UTC) + dt.timedelta(hours=2))
+    # The gateway's own serving certificate (same tenant CA, serverAuth only) is no client certificate.
+    server_cert = pki.IssuedCertificate(
+        certificate=pki.certificate_from_pem((pool_pki.tls_dir / "tls.crt").read_bytes()),
+        private_key=pki.private_key_from_pem((pool_pki.tls_dir / "tls.key").read_bytes()))
 
     await assert_refused(gateway, pool_pki.client_context(None))
     await assert_refused(gateway, pool_pki.client_context(foreign))
     await assert_refused(gateway, pool_pki.client_context(expired))
+    await assert_refused(gateway, pool_pki.client_context(early))
+    await assert_refused(gateway, pool_pki.client_context(server_cert))
 
     await wait_for(lambda: rejections(gateway, "no-certificate") == 1)
     await wait_for(lambda: rejections(gateway, "unknown-issuer") == 1)
     await wait_for(lambda: rejections(gateway, "certificate-expired") == 1)
+    await wait_for(lambda: rejections(gateway, "certificate-not-yet-valid") == 1)
+    await wait_for(lambda: rejections(gateway, "certificate-rejected") == 1)
     assert echo_worker.connections == 0
 
 
