@@ -191,14 +191,17 @@ class Workers:
         now = dt.datetime.now(dt.UTC)
         body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "BuildKitWorker",
                 "metadata": {"name": name, "namespace": NAMESPACE, "labels": {POOL_LABEL: pool}},
-                "spec": {"poolRef": {"name": pool}, "allocation": {
-                    "id": allocation_id, "tokenHash": "sha256:" + "0" * 64, "subject": "test",
-                    "jobId": "job", "allocatedAt": _ts(now), "expiresAt": _ts(now + expires_in),
-                    "certSerial": pki.serial_decimal(cert.certificate) if cert else "1"}}}
+                "spec": {"poolRef": {"name": pool}}}
         await self.objects.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, body)
         conditions = [{"type": "Ready", "status": "True" if ready else "False", "reason": "PodReady",
                        "message": "", "lastTransitionTime": _ts(now)}]
         await self.patch_status(name, {"phase": phase, "endpoint": endpoint, "conditions": conditions})
+        # The allocation comes last: watch events are ordered, so once a gateway's cache knows the
+        # allocation it also knows the status (waiting for the allocation is then enough).
+        await self.patch_spec(name, {"allocation": {
+            "id": allocation_id, "tokenHash": "sha256:" + "0" * 64, "subject": "test", "jobId": "job",
+            "allocatedAt": _ts(now), "expiresAt": _ts(now + expires_in),
+            "certSerial": pki.serial_decimal(cert.certificate) if cert else "1"}})
         return allocation_id
 
     async def patch_status(self, name: str, status: dict[str, Any]) -> None:
