@@ -7,6 +7,7 @@ jq and openssl are the real programs.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import signal
@@ -15,8 +16,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import grpc
+import httpx
 import pytest
+
+from kubesim.buildkitd.proto import control_pb2, control_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[1]
 EXE = Path(sys.executable).parent / "buildkit-controller"
@@ -61,12 +67,7 @@ def test_readme_walkthrough_works_verbatim_against_dev_mode(dev: tuple[subproces
     process, workdir, port = dev
     assert process.poll() is None, (workdir / "dev.log").read_text()[-3000:]
     env = {**os.environ, "KUBECONFIG": str(workdir / ".dev" / "kubeconfig")}
-    ready = "kubectl get bkp my-buildkit-pool -o jsonpath='{.status.phase}'"
-    for _ in range(60):
-        if run_shell(ready, workdir, env).stdout == "ScaledToZero":
-            break
-        time.sleep(1)
-    assert run_shell(ready, workdir, env).stdout == "ScaledToZero"
+    wait_for_pool(workdir)
     script = walkthrough().replace("127.0.0.1:8082", f"127.0.0.1:{port}")
     result = run_shell(script, workdir, env)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -119,3 +120,69 @@ def test_ctrl_c_stops_everything(dev: tuple[subprocess.Popen[str], Path, int]) -
     assert process.wait(timeout=60) == 0
     time.sleep(1)
     assert alive(children) == set(), "processes left behind after Ctrl-C"
+
+
+def wait_for_pool(workdir: Path) -> None:
+    env = {**os.environ, "KUBECONFIG": str(workdir / ".dev" / "kubeconfig")}
+    ready = "kubectl get bkp my-buildkit-pool -o jsonpath='{.status.phase}'"
+    for _ in range(60):
+        if run_shell(ready, workdir, env).stdout == "ScaledToZero":
+            return
+        time.sleep(1)
+    raise AssertionError("the example pool never became ready")
+
+
+def service_address(workdir: Path) -> str:
+    env = {**os.environ, "KUBECONFIG": str(workdir / ".dev" / "kubeconfig")}
+    ip = run_shell("kubectl get svc my-buildkit-pool -o jsonpath='{.spec.clusterIP}'", workdir, env).stdout
+    return f"{ip}:1235"
+
+
+def allocate(port: int, workdir: Path) -> dict[str, Any]:
+    token = (workdir / ".dev" / "token").read_text().strip()
+    response = httpx.post(f"http://127.0.0.1:{port}/api/v1/workers/allocate", timeout=120,
+                          json={"poolName": "my-buildkit-pool", "ttl": "10m"},
+                          headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200, response.text
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+def channel(address: str, answer: dict[str, Any]) -> grpc.Channel:
+    credentials = grpc.ssl_channel_credentials(base64.b64decode(answer["caCert"]),
+                                               base64.b64decode(answer["clientKey"]),
+                                               base64.b64decode(answer["clientCert"]))
+    return grpc.secure_channel(address, credentials,
+                               options=[("grpc.ssl_target_name_override", "my-buildkit-pool.default.svc")])
+
+
+@pytest.mark.timeout(300)
+def test_grpc_through_the_gateway_service_reaches_the_allocated_worker_until_release(
+        dev: tuple[subprocess.Popen[str], Path, int]) -> None:
+    """Issue 7's end-to-end path: API → certificate → gateway Service → the allocated worker only."""
+    process, workdir, port = dev
+    assert process.poll() is None
+    wait_for_pool(workdir)
+    answer = allocate(port, workdir)
+    address = service_address(workdir)
+    with channel(address, answer) as ch:
+        stub = control_pb2_grpc.ControlStub(ch)
+        workers = stub.ListWorkers(control_pb2.ListWorkersRequest(), timeout=20)
+        assert [w.ID for w in workers.record] == [f"kubesim-{answer['workerName']}"]
+        chunk = os.urandom(1 << 20)
+        echoed = b"".join(m.data for m in stub.Session(iter([control_pb2.BytesMessage(data=chunk)] * 8),
+                                                       timeout=60))
+        assert echoed == chunk * 8  # 8 MiB up and back down through the gateway
+        stream = stub.Session(iter(lambda: (time.sleep(0.2), control_pb2.BytesMessage(data=b"x"))[1], None),
+                              timeout=60)
+        assert next(stream).data == b"x"  # a live stream
+        token = (workdir / ".dev" / "token").read_text().strip()
+        released_at = time.monotonic()
+        httpx.post(f"http://127.0.0.1:{port}/api/v1/workers/release", json={"token": answer["token"]},
+                   headers={"Authorization": f"Bearer {token}"}, timeout=30).raise_for_status()
+        with pytest.raises(grpc.RpcError):
+            for _ in stream:
+                pass
+        assert time.monotonic() - released_at < 3  # closed about a second after the release
+    with channel(address, answer) as ch, pytest.raises(grpc.RpcError):
+        control_pb2_grpc.ControlStub(ch).ListWorkers(control_pb2.ListWorkersRequest(), timeout=10)
