@@ -74,6 +74,9 @@ def test_readme_walkthrough_works_verbatim_against_dev_mode(dev: tuple[subproces
     assert "URI:buildkit://allocation/" in result.stdout
     assert "Allocated" in result.stdout
     assert '"released"' in result.stdout
+    metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    assert 'buildkit_worker_ready_seconds_count{pool="default/my-buildkit-pool"} 1.0' in metrics
+    assert 'buildkit_worker_allocations_total{pool="default/my-buildkit-pool",result="success"} 1.0' in metrics
     token = (workdir / ".dev" / "token").read_text().strip()
     allocation_token = __import__("json").loads((workdir / "certs.json").read_text())["token"]
     log = (workdir / "dev.log").read_text()

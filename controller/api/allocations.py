@@ -72,6 +72,8 @@ class Allocator:
     kube: Kube
     settings: AllocationSettings = field(default_factory=AllocationSettings)
     clock: Callable[[], datetime] = utcnow
+    #: Called with (pool, seconds) when a worker created for a request becomes ready.
+    on_started: Callable[[Pool, float], None] | None = None
     _queues: defaultdict[tuple[str, str], asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
 
     async def _workers(self, pool: Pool) -> list[dict[str, Any]]:
@@ -108,21 +110,22 @@ class Allocator:
                                           or (b.get("status") or {}).get("phase") == "Failed")]
         return len(live) < pool.spec.scaling.max
 
-    async def _obtain(self, pool: Pool, record: AllocationRecord, deadline: float) -> str:
+    async def _obtain(self, pool: Pool, record: AllocationRecord, deadline: float) -> tuple[str, bool]:
+        """A worker for ``record``: claimed (``False``) or created (``True``)."""
         loop = asyncio.get_running_loop()
         queue = self._queues[(pool.namespace, pool.name)]
         if not queue.locked():  # nobody waiting: claim without queueing (claims are race-safe anyway)
             name = await self._claim(pool, await self._workers(pool), record)
             if name is not None:
-                return name
+                return name, False
         async with queue:  # FIFO: asyncio.Lock wakes waiters in order
             while True:
                 bodies = await self._workers(pool)
                 name = await self._claim(pool, bodies, record)
-                if name is None and self._room(pool, bodies):
-                    name = await self._create(pool, record)
                 if name is not None:
-                    return name
+                    return name, False
+                if self._room(pool, bodies):
+                    return await self._create(pool, record), True
                 if loop.time() >= deadline:
                     raise CapacityError(f"pool {pool.namespace}/{pool.name} has no free worker "
                                         f"(max {pool.spec.scaling.max})", delay=5)
@@ -166,9 +169,12 @@ class Allocator:
         if request.csr:
             pki.load_csr(request.csr)  # a bad CSR is the caller's error: refuse before taking a worker
         deadline = asyncio.get_running_loop().time() + self.settings.queue_timeout
-        name = await self._obtain(pool, made.record, deadline)
+        name, created = await self._obtain(pool, made.record, deadline)
+        started = asyncio.get_running_loop().time()
         try:
             await self._wait_ready(pool, name, made.record.id)
+            if created and self.on_started is not None:
+                self.on_started(pool, asyncio.get_running_loop().time() - started)
             credentials = await self._credentials(pool, made.record, request.csr, name, made.record.job_id)
             certificate = pki.certificate_from_pem(credentials.certificate)
             await self.kube.patch(API_VERSION, "BuildKitWorker", name, pool.namespace, {"spec": {"allocation": {

@@ -60,6 +60,7 @@ class ApiContext:
 
     def __post_init__(self) -> None:
         self.metrics = ApiMetrics(self.registry)
+        self.allocator.on_started = self.metrics.worker_started
 
 
 def _stamp(when: datetime) -> str:

@@ -26,6 +26,8 @@ class ApiMetrics:
                              ["pool"], registry=registry)
         self.auth_failures = Counter("buildkit_api_auth_failures_total", "Rejected credentials",
                                      ["method", "reason"], registry=registry)
+        self.started = Histogram("buildkit_worker_ready_seconds", "Time for a worker created for a request to be ready",
+                                 ["pool"], registry=registry, buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600))
         self.workers = Gauge("buildkit_workers", "Workers by pool and phase", ["pool", "phase"], registry=registry)
 
     def count_workers(self, bodies: Iterable[Mapping[str, Any]]) -> None:
@@ -36,6 +38,9 @@ class ApiMetrics:
         self.workers.clear()
         for (pool, phase), count in counts.items():
             self.workers.labels(pool, phase).set(count)
+
+    def worker_started(self, pool: Pool, seconds: float) -> None:
+        self.started.labels(f"{pool.namespace}/{pool.name}").observe(seconds)
 
     @contextmanager
     def observe_allocation(self, pool: Pool) -> Iterator[list[str]]:
