@@ -8,6 +8,7 @@ jq and openssl are the real programs.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import signal
@@ -189,3 +190,64 @@ def test_grpc_through_the_gateway_service_reaches_the_allocated_worker_until_rel
         assert time.monotonic() - released_at < 3  # closed about a second after the release
     with channel(address, answer) as ch, pytest.raises(grpc.RpcError):
         control_pb2_grpc.ControlStub(ch).ListWorkers(control_pb2.ListWorkersRequest(), timeout=10)
+
+
+IDLE_POOL = """
+apiVersion: buildkit.smrt-devops.net/v1alpha1
+kind: BuildKitPool
+metadata:
+  name: my-buildkit-pool
+spec:
+  scaling: {min: 0, max: 2, idleTimeout: 6s}
+"""
+
+
+@pytest.fixture
+def idle_pool(tmp_path: Path) -> list[str]:
+    path = tmp_path / "idle-pool.yaml"
+    path.write_text(IDLE_POOL)
+    return [str(path)]
+
+
+@pytest.mark.timeout(300)
+def test_idle_timeout_deletes_a_worker_only_after_its_connections_are_gone(
+        tmp_path: Path, idle_pool: list[str]) -> None:
+    """Real traffic through the gateway moves the worker's activity; the pool's Connections column
+    counts it; the worker outlives idleTimeout while connected, and goes once it is quiet."""
+    port = free_port()
+    process = subprocess.Popen([str(EXE), "dev", "--workdir", str(tmp_path / ".dev"), "--api-listen",
+                                f"127.0.0.1:{port}", "--pool", idle_pool[0]], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=(tmp_path / "dev.log").open("w"), text=True, start_new_session=True)
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if "is running" in line:
+                break
+        wait_for_pool(tmp_path)
+        env = {**os.environ, "KUBECONFIG": str(tmp_path / ".dev" / "kubeconfig")}
+        answer = allocate(port, tmp_path)
+        with channel(service_address(tmp_path), answer) as ch:
+            stub = control_pb2_grpc.ControlStub(ch)
+            stream = stub.Session(iter(lambda: (time.sleep(0.5), control_pb2.BytesMessage(data=b"."))[1], None),
+                                  timeout=120)
+            started = time.monotonic()
+            connections = ""
+            while time.monotonic() - started < 12:  # twice idleTimeout, connected the whole time
+                next(stream)
+                connections = run_shell("kubectl get bkp my-buildkit-pool -o jsonpath='{.status.connections.active}'",
+                                        tmp_path, env).stdout or connections
+            assert connections == "1", "the Connections column counts the live connection"
+            worker = run_shell(f"kubectl get bkw {answer['workerName']} -o json", tmp_path, env)
+            assert worker.returncode == 0, "deleted while still connected"
+            assert json.loads(worker.stdout)["status"]["activeConnections"] == 1
+            stream.cancel()
+        closed = time.monotonic()
+        gone = f"kubectl get bkw {answer['workerName']} -o name"
+        while time.monotonic() - closed < 60 and run_shell(gone, tmp_path, env).returncode == 0:
+            time.sleep(0.5)
+        quiet_for = time.monotonic() - closed
+        assert run_shell(gone, tmp_path, env).returncode != 0, "never deleted after going quiet"
+        assert quiet_for >= 5, f"deleted {quiet_for:.1f}s after the last connection closed (idleTimeout 6s)"
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(timeout=60)
