@@ -39,7 +39,7 @@ from buildkit_controller.core._loader import PluginHost
 from buildkit_controller.core.allocation import new_allocation
 from buildkit_controller.core.authz import authorize
 from buildkit_controller.core.errors import AuthenticationError, AuthorizationError, NotFoundError, SpecError
-from buildkit_controller.core.models import AllocationRequest, AuthRequest, Identity, Pool, Worker
+from buildkit_controller.core.models import AllocationRequest, AuthDecision, AuthRequest, Identity, Pool, Worker
 from buildkit_controller.core.models._base import _Model
 
 __all__ = ["MAX_BODY", "ApiContext", "create_app"]
@@ -109,15 +109,14 @@ class Routes:
             raise NotFoundError(f"pool {namespace}/{name} not found")
         return Pool.from_body(body)
 
-    async def allowed(self, identity: Identity, pool: Pool, action: str) -> bool:
+    async def decide(self, identity: Identity, pool: Pool, action: str) -> AuthDecision:
+        """The pool's rules and every auth plugin's vote (deny wins)."""
         votes = await resolve_all(self.ctx.host.pm.hook.bkc_authorize(identity=identity, pool=pool,
                                                                        action=action))
-        return authorize(identity, pool, action, [v for v in votes if v is not None]).allowed
+        return authorize(identity, pool, action, [v for v in votes if v is not None])
 
     async def require(self, identity: Identity, pool: Pool, action: str) -> None:
-        votes = await resolve_all(self.ctx.host.pm.hook.bkc_authorize(identity=identity, pool=pool,
-                                                                       action=action))
-        decision = authorize(identity, pool, action, [v for v in votes if v is not None])
+        decision = await self.decide(identity, pool, action)
         if not decision.allowed:
             raise AuthorizationError(decision.reason)
 
@@ -202,7 +201,7 @@ class Routes:
         mine = []
         for body in await self.ctx.kube.list(API_VERSION, "BuildKitPool", None):
             try:
-                if await self.allowed(identity, Pool.from_body(body), "list"):
+                if (await self.decide(identity, Pool.from_body(body), "list")).allowed:
                     mine.append(self.summary(body))
             except SpecError:  # an invalid pool is nobody's to use
                 continue
