@@ -26,11 +26,11 @@ test: lint
 TYPING := build/typing/buildkit_controller
 $(TYPING):
 	mkdir -p $(TYPING)
-	for d in core plugins controller gateway; do ln -sfn ../../../$$d $(TYPING)/$$d; done
+	for d in core plugins controller gateway bkctl; do ln -sfn ../../../$$d $(TYPING)/$$d; done
 
 lint: $(STAMP) $(TYPING)
 	$(BIN)/ruff check .
-	$(BIN)/mypy -p buildkit_controller.core -p buildkit_controller.plugins
+	$(BIN)/mypy -p buildkit_controller.core -p buildkit_controller.plugins -p buildkit_controller.bkctl
 	$(BIN)/mypy --config-file kubesim/pyproject.toml kubesim/src/kubesim
 	$(BIN)/lint-imports
 

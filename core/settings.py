@@ -26,7 +26,7 @@ GROUPS: Mapping[str, str] = {
 #: Built-in plugins enabled when the environment says nothing about a group.
 DEFAULT_ENABLED: Mapping[str, tuple[str, ...]] = {
     "auth": ("token", "serviceaccount"),
-    "credentials": (),
+    "credentials": ("github-actions", "serviceaccount"),
     "cache": ("local",),
     "sizing": ("tshirt",),
     "scaling": ("minidle", "schedule"),

@@ -255,9 +255,16 @@ def create_app(ctx: ApiContext) -> Quart:
         app.add_url_rule(rule, view_func=view, methods=methods, endpoint=rule, provide_automatic_options=False)
     app.register_error_handler(Exception, _on_error)
 
+    refresher: list[asyncio.Task[None]] = []
+
     @app.before_serving
     async def start_worker_gauge() -> None:
-        app.add_background_task(_refresh_workers, ctx)
+        refresher.append(asyncio.create_task(_refresh_workers(ctx)))
+
+    @app.after_serving
+    async def stop_worker_gauge() -> None:  # a plain task: shutdown need not wait for it
+        for task in refresher:
+            task.cancel()
 
     return app
 

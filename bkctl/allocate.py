@@ -1,0 +1,87 @@
+"""``bkctl allocate`` and ``bkctl env``: get a worker, write its certificates, print how to use it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from buildkit_controller.bkctl import render
+from buildkit_controller.bkctl.certs import CertFiles, new_key_pair, write_certs
+from buildkit_controller.bkctl.client import ALLOCATE_TIMEOUT
+from buildkit_controller.bkctl.errors import EXIT_CODES_HELP
+from buildkit_controller.bkctl.options import Options, api_command, progress
+
+__all__ = ["allocate_command", "env_command"]
+
+_ALLOCATE_OPTIONS = [
+    click.option("--pool", "-p", envvar="BKCTL_POOL", required=True, help="Pool to allocate from [env BKCTL_POOL]."),
+    click.option("--namespace", "-n", envvar="BKCTL_NAMESPACE", default="default", show_default=True,
+                 help="The pool's namespace [env BKCTL_NAMESPACE]."),
+    click.option("--ttl", default="1h", show_default=True,
+                 help="Lease length (clamped by the pool's maxTokenTTL; expiresAt says what you got)."),
+    click.option("--job-id", envvar="BKCTL_JOB_ID", help="CI job id recorded with the allocation [env BKCTL_JOB_ID]."),
+    click.option("--certs-dir", type=click.Path(file_okay=False, path_type=Path),
+                 help="Where to write ca.crt, client.crt, client.key (default: a new private temp dir)."),
+    click.option("--gateway-endpoint", envvar="BKCTL_GATEWAY_ENDPOINT",
+                 help="Use this gateway address instead of the one the API returns [env BKCTL_GATEWAY_ENDPOINT]."),
+    click.option("--server-key", is_flag=True,
+                 help="Let the server generate the private key (seed behaviour) instead of sending a CSR."),
+]
+
+
+def _with_allocate_options(func: Any) -> Any:
+    for option in reversed(_ALLOCATE_OPTIONS):
+        func = option(func)
+    return func
+
+
+def _allocate(opts: Options, *, pool: str, namespace: str, ttl: str, job_id: str | None,
+              certs_dir: Path | None, server_key: bool) -> tuple[dict[str, Any], CertFiles]:
+    body: dict[str, Any] = {"poolName": pool, "namespace": namespace, "ttl": ttl}
+    if job_id:
+        body["jobId"] = job_id
+    pair = None if server_key else new_key_pair()
+    if pair is not None:
+        body["csr"] = pair.csr_pem
+    progress(f"Allocating a worker from pool {namespace}/{pool}...")
+    answer = opts.client().call("POST", "/api/v1/workers/allocate", body, timeout=ALLOCATE_TIMEOUT)
+    files = write_certs(answer, pair.key_pem if pair else None, certs_dir)
+    progress(f"Certificates saved to {files.directory}")
+    return answer, files
+
+
+def _print(answer: dict[str, Any], files: CertFiles, output: str, gateway_override: str | None) -> None:
+    gateway = gateway_override or str(answer.get("gatewayEndpoint") or answer.get("endpoint", ""))
+    if output == "json":
+        click.echo(render.as_json({**answer, **files.as_json(), "buildkitHost": render.buildkit_host(gateway)}))
+    elif output == "env":
+        click.echo(render.allocation_env(answer, files, gateway))
+    else:
+        click.echo(render.allocation_text(answer, files, gateway))
+
+
+@click.command("allocate", epilog=EXIT_CODES_HELP)
+@_with_allocate_options
+@api_command
+def allocate_command(opts: Options, gateway_endpoint: str | None, **wanted: Any) -> None:
+    """Allocate a worker; write its certificates (mode 0600, private dir) and print how to reach it.
+
+    A P-256 key is generated here and only a CSR is sent: the private key never leaves this machine.
+    """
+    answer, files = _allocate(opts, **wanted)
+    _print(answer, files, opts.output, gateway_endpoint)
+
+
+@click.command("env", epilog=EXIT_CODES_HELP)
+@_with_allocate_options
+@api_command
+def env_command(opts: Options, gateway_endpoint: str | None, **wanted: Any) -> None:
+    """Allocate a worker and print shell exports: eval "$(bkctl env -p POOL)".
+
+    Exports BUILDKIT_HOST, BKCTL_ALLOCATION_TOKEN, BKCTL_ALLOCATION_ID, BKCTL_WORKER, BKCTL_EXPIRES_AT,
+    BKCTL_CERTS_DIR, BKCTL_CA_CERT, BKCTL_CLIENT_CERT and BKCTL_CLIENT_KEY. --output is ignored.
+    """
+    answer, files = _allocate(opts, **wanted)
+    _print(answer, files, "env", gateway_endpoint)
