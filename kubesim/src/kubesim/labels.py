@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["is_ready", "selector_matches"]
+__all__ = ["expressions_match", "is_ready", "selector_matches"]
 
 
 def selector_matches(selector: dict[str, Any] | None, labels: dict[str, str] | None) -> bool:
@@ -13,7 +13,12 @@ def selector_matches(selector: dict[str, Any] | None, labels: dict[str, str] | N
     selector = selector or {}
     if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
         return False
-    for expr in selector.get("matchExpressions") or ():
+    return expressions_match(selector.get("matchExpressions") or (), labels)
+
+
+def expressions_match(expressions: Any, labels: dict[str, str]) -> bool:
+    """``matchExpressions`` (In, NotIn, Exists, DoesNotExist), as selectors and node affinity use them."""
+    for expr in expressions:
         key, op, values = expr.get("key", ""), expr.get("operator"), expr.get("values") or []
         ok = {
             "In": key in labels and labels[key] in values,

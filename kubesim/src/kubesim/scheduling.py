@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .labels import expressions_match
+
 __all__ = ["DEFAULT_NODE", "fits", "node_object", "unschedulable_message"]
 
 DEFAULT_NODE = "kubesim-node"
@@ -92,14 +94,4 @@ def _affinity_matches(spec: dict[str, Any], labels: dict[str, str]) -> bool:
 
 
 def _term_matches(term: dict[str, Any], labels: dict[str, str]) -> bool:
-    for expr in term.get("matchExpressions") or ():
-        key, op, values = expr.get("key", ""), expr.get("operator"), expr.get("values") or []
-        ok = {
-            "In": key in labels and labels[key] in values,
-            "NotIn": labels.get(key) not in values,
-            "Exists": key in labels,
-            "DoesNotExist": key not in labels,
-        }.get(op or "", False)
-        if not ok:
-            return False
-    return True
+    return expressions_match(term.get("matchExpressions") or (), labels)

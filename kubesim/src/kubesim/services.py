@@ -25,6 +25,7 @@ from .controllers import Controller
 from .events import Event
 from .kubelet.probes import resolve_port
 from .labels import is_ready
+from .relay import pipe
 from .store import Store
 
 __all__ = ["EndpointsController", "ServiceProxy"]
@@ -206,7 +207,7 @@ class ServiceProxy(Controller):
             writer.close()
             return
         self.connections += 1
-        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer), return_exceptions=True)
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer), return_exceptions=True)
         for end in (writer, up_writer):
             end.close()
 
@@ -218,14 +219,3 @@ class ServiceProxy(Controller):
                 base = f"{svc['metadata']['name']}.{svc['metadata']['namespace']}.svc"
                 table[base] = table[f"{base}.cluster.local"] = ip
         return table
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-        if writer.can_write_eof():
-            writer.write_eof()
-    except OSError:
-        writer.close()

@@ -20,6 +20,7 @@ from typing import Any
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from ..relay import pipe
 from .proto import control_pb2, control_pb2_grpc, ops_pb2, worker_pb2
 
 __all__ = ["Control", "main", "parse_args"]
@@ -164,22 +165,11 @@ async def _relay(host: str, port: int, path: str) -> asyncio.Server:
         except OSError:
             writer.close()
             return
-        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer), return_exceptions=True)
+        await asyncio.gather(pipe(reader, up_writer, 262144), pipe(up_reader, writer, 262144), return_exceptions=True)
         writer.close()
         up_writer.close()
 
     return await asyncio.start_server(handle, host, port, family=socket.AF_INET, reuse_address=True)
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(262144):
-            writer.write(data)
-            await writer.drain()
-        if writer.can_write_eof():
-            writer.write_eof()
-    except OSError:
-        writer.close()
 
 
 async def serve(args: argparse.Namespace) -> None:
