@@ -94,13 +94,18 @@ async def test_peering_lets_one_replica_work_and_fails_over(
     """Two real operator processes with Kopf peering: only the higher priority acts; when it dies,
     the other takes over once the dead one's peering entry expires."""
     low, high = tmp_path / "low.log", tmp_path / "high.log"
-    processes.append(await start_operator(kubesim.url, low, "--priority", "10", "--peering-lifetime", "3"))
-    leader = await start_operator(kubesim.url, high, "--priority", "20", "--peering-lifetime", "3")
+    processes.append(await start_operator(kubesim.url, low, "--priority", "10", "--peering-lifetime", "8"))
+    leader = await start_operator(kubesim.url, high, "--priority", "20", "--peering-lifetime", "8")
     processes.append(leader)
-    async def low_paused() -> bool:
-        return "Pausing operations in favour of" in low.read_text()
 
-    await eventually(low_paused, timeout=30)  # the low-priority replica has seen the other one
+    async def low_stands_by() -> bool:
+        peering = await kube.get("kopf.dev/v1", "ClusterKopfPeering", "buildkit-controller", None) or {}
+        text = low.read_text()
+        # Started first, it pauses (and says so); started second, it never resumes from its start-up pause.
+        paused = "Pausing operations in favour of" in text or "Resuming operations" not in text
+        return len(peering.get("status") or {}) == 2 and paused
+
+    await eventually(low_stands_by, timeout=30)
     await kube.create(pool_body({"scaling": {"min": 1, "max": 3}}))
     await eventually(lambda: converged(kube, 1), timeout=30)
     assert "WorkerCreated" in high.read_text()
