@@ -69,7 +69,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(tmp_path: Pa
                  "--checks", "all", "--exclude-checks", "positive_data_acceptance",
                  "--max-examples", "25", "--seed", "20261130", "--request-timeout", "20",
                  "-H", f"Authorization: Bearer {token}"],
-                capture_output=True, text=True, timeout=240, check=False)
+                capture_output=True, text=True, timeout=240, check=False, cwd=tmp_path)
         finally:
             api.terminate()
             api.wait(timeout=20)
