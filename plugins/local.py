@@ -9,7 +9,6 @@ kernel into ``buildkitd.toml``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from buildkit_controller.core import hookimpl
@@ -23,16 +22,12 @@ KNOWN = {"storageClass", "size"}
 FIELD = "spec.cache.backends[].local"
 
 
-def _options(backend: CacheBackend) -> Mapping[str, Any]:
-    return backend.options
-
-
 class LocalCache:
     """The built-in ``local`` cache backend."""
 
     @hookimpl
     def bkc_cache_validate(self, backend: CacheBackend, pool: Pool) -> None:
-        options = _options(backend)
+        options = backend.options
         unknown = sorted(set(options) - KNOWN)
         if unknown:
             raise SpecError(f"{FIELD}.{unknown[0]}", f"unknown option (known: {', '.join(sorted(KNOWN))})")
@@ -46,7 +41,7 @@ class LocalCache:
 
     @hookimpl
     def bkc_cache_worker_pod(self, backend: CacheBackend, pool: Pool) -> PodContribution | None:
-        options = _options(backend)
+        options = backend.options
         if not KNOWN & set(options):
             return None  # the worker pod's default emptyDir
         size = str(options.get("size", DEFAULT_SIZE))

@@ -70,12 +70,17 @@ def _details(kind: str, name: str, group: str) -> dict[str, Any]:
     return {"name": name, "group": group, "kind": kind}
 
 
+def _label(plural: str, group: str) -> str:
+    """How the API server names a resource in messages: ``widgets.example.com`` or ``pods``."""
+    return f"{plural}.{group}" if group else plural
+
+
 class NotFound(ApiError):
     code, reason = 404, "NotFound"
 
     @classmethod
     def of(cls, plural: str, name: str, group: str = "") -> NotFound:
-        label = f"{plural}.{group}" if group else plural
+        label = _label(plural, group)
         return cls(f'{label} "{name}" not found', _details(plural, name, group))
 
 
@@ -84,7 +89,7 @@ class AlreadyExists(ApiError):
 
     @classmethod
     def of(cls, plural: str, name: str, group: str = "") -> AlreadyExists:
-        label = f"{plural}.{group}" if group else plural
+        label = _label(plural, group)
         return cls(f'{label} "{name}" already exists', _details(plural, name, group))
 
 
@@ -93,7 +98,7 @@ class Conflict(ApiError):
 
     @classmethod
     def stale(cls, plural: str, name: str, group: str = "") -> Conflict:
-        label = f"{plural}.{group}" if group else plural
+        label = _label(plural, group)
         return cls(
             f'Operation cannot be fulfilled on {label} "{name}": the object has been modified; '
             "please apply your changes to the latest version and try again",
