@@ -17,7 +17,7 @@ from buildkit_controller.core.models.hooks import SizeProfile
 from buildkit_controller.core.models.pool import PoolSpec, ResourceRequirements
 from buildkit_controller.core.models.units import parse_quantity
 
-__all__ = ["ResolvedSize", "merge_profiles", "resolve_size"]
+__all__ = ["ResolvedSize", "merge_profiles", "requestable", "resolve_size"]
 
 DEFAULT_MAX_PARALLELISM = 4
 
@@ -67,13 +67,23 @@ def _of(profile: SizeProfile) -> ResolvedSize:
                         profile=profile.name)
 
 
+def _cap(spec: PoolSpec, profiles: Mapping[str, SizeProfile]) -> SizeProfile:
+    cap_name = spec.max_size or spec.size
+    return _named(profiles, cap_name, "spec.maxSize") if cap_name else _default(profiles)
+
+
+def requestable(spec: PoolSpec, profiles: Mapping[str, SizeProfile]) -> list[SizeProfile]:
+    """The profiles an allocation request may name and get as asked (smallest first)."""
+    cap = _cap(spec, profiles)
+    return sorted((p for p in profiles.values() if p.rank <= cap.rank), key=lambda p: p.rank)
+
+
 def resolve_size(spec: PoolSpec, profiles: Mapping[str, SizeProfile],
                  requested: str | None = None) -> ResolvedSize:
     """Resolve the resources for a worker of this pool, optionally for a requested size."""
     if requested is not None:
         wanted = _named(profiles, requested, "size")
-        cap_name = spec.max_size or spec.size
-        cap = _named(profiles, cap_name, "spec.maxSize") if cap_name else _default(profiles)
+        cap = _cap(spec, profiles)
         return _of(wanted if wanted.rank <= cap.rank else cap)
     if not spec.resources.buildkit.is_empty:
         explicit = spec.resources.buildkit

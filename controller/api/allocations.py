@@ -26,8 +26,16 @@ from buildkit_controller.controller.reconciler.context import utcnow
 from buildkit_controller.controller.reconciler.kube import Kube
 from buildkit_controller.core import pki
 from buildkit_controller.core.allocation import NewAllocation, claim_order
-from buildkit_controller.core.errors import CapacityError
-from buildkit_controller.core.models import AllocationRecord, AllocationRequest, Pool, Worker, WorkerPhase
+from buildkit_controller.core.errors import CapacityError, SpecError
+from buildkit_controller.core.models import (
+    AllocationRecord,
+    AllocationRequest,
+    Pool,
+    SizeProfile,
+    Worker,
+    WorkerPhase,
+)
+from buildkit_controller.core.sizing import resolve_size
 
 __all__ = ["ALLOCATION_LABEL", "AllocationSettings", "Allocator", "Credentials"]
 
@@ -74,14 +82,28 @@ class Allocator:
     clock: Callable[[], datetime] = utcnow
     #: Called with (pool, seconds) when a worker created for a request becomes ready.
     on_started: Callable[[Pool, float], None] | None = None
+    #: The size profiles the enabled sizing plugins offer (requests may name one).
+    profiles: Callable[[], Mapping[str, SizeProfile]] = dict
     _queues: defaultdict[tuple[str, str], asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
 
     async def _workers(self, pool: Pool) -> list[dict[str, Any]]:
         return await self.kube.list(API_VERSION, "BuildKitWorker", pool.namespace, {POOL_LABEL: pool.name})
 
-    async def _claim(self, pool: Pool, bodies: list[dict[str, Any]], record: AllocationRecord) -> str | None:
+    def size_for(self, pool: Pool, requested: str | None) -> str | None:
+        """The size profile workers for this request get; ``None`` when the pool's own size is it."""
+        if requested is None:
+            return None
+        profiles = self.profiles()
+        try:
+            wanted = resolve_size(pool.spec, profiles, requested).profile
+        except SpecError as exc:
+            raise SpecError(f"body.{exc.path}" if exc.path == "size" else exc.path, exc.reason) from None
+        return None if wanted == resolve_size(pool.spec, profiles).profile else wanted
+
+    async def _claim(self, pool: Pool, bodies: list[dict[str, Any]], record: AllocationRecord,
+                     size: str | None) -> str | None:
         by_name = {b["metadata"]["name"]: b for b in bodies}
-        for worker in claim_order([Worker.from_body(b) for b in bodies]):
+        for worker in claim_order([w for w in map(Worker.from_body, bodies) if w.size == size]):
             patch = {"metadata": {"resourceVersion": by_name[worker.name]["metadata"]["resourceVersion"],
                                   "labels": {ALLOCATION_LABEL: record.id}},
                      "spec": {"allocation": _record_json(record)}}
@@ -94,13 +116,13 @@ class Allocator:
             return worker.name
         return None
 
-    async def _create(self, pool: Pool, record: AllocationRecord) -> str:
+    async def _create(self, pool: Pool, record: AllocationRecord, size: str | None) -> str:
         body = {"apiVersion": API_VERSION, "kind": "BuildKitWorker",
                 "metadata": {"generateName": f"{pool.name}-worker-", "namespace": pool.namespace,
                              "labels": {POOL_LABEL: pool.name, ALLOCATION_LABEL: record.id},
                              "ownerReferences": [owner_reference("BuildKitPool", pool.name, pool.uid or "")]},
                 "spec": {"poolRef": {"name": pool.name, "namespace": pool.namespace},
-                         "allocation": _record_json(record)}}
+                         "allocation": _record_json(record), **({"size": size} if size else {})}}
         created = await self.kube.create(body)
         return str(created["metadata"]["name"])
 
@@ -110,22 +132,23 @@ class Allocator:
                                           or (b.get("status") or {}).get("phase") == "Failed")]
         return len(live) < pool.spec.scaling.max
 
-    async def _obtain(self, pool: Pool, record: AllocationRecord, deadline: float) -> tuple[str, bool]:
+    async def _obtain(self, pool: Pool, record: AllocationRecord, size: str | None,
+                      deadline: float) -> tuple[str, bool]:
         """A worker for ``record``: claimed (``False``) or created (``True``)."""
         loop = asyncio.get_running_loop()
         queue = self._queues[(pool.namespace, pool.name)]
         if not queue.locked():  # nobody waiting: claim without queueing (claims are race-safe anyway)
-            name = await self._claim(pool, await self._workers(pool), record)
+            name = await self._claim(pool, await self._workers(pool), record, size)
             if name is not None:
                 return name, False
         async with queue:  # FIFO: asyncio.Lock wakes waiters in order
             while True:
                 bodies = await self._workers(pool)
-                name = await self._claim(pool, bodies, record)
+                name = await self._claim(pool, bodies, record, size)
                 if name is not None:
                     return name, False
                 if self._room(pool, bodies):
-                    return await self._create(pool, record), True
+                    return await self._create(pool, record, size), True
                 if loop.time() >= deadline:
                     raise CapacityError(f"pool {pool.namespace}/{pool.name} has no free worker "
                                         f"(max {pool.spec.scaling.max})", delay=5)
@@ -168,8 +191,9 @@ class Allocator:
         """Give ``made`` a ready worker of ``pool`` and credentials for it."""
         if request.csr:
             pki.load_csr(request.csr)  # a bad CSR is the caller's error: refuse before taking a worker
+        size = self.size_for(pool, request.size)
         deadline = asyncio.get_running_loop().time() + self.settings.queue_timeout
-        name, created = await self._obtain(pool, made.record, deadline)
+        name, created = await self._obtain(pool, made.record, size, deadline)
         started = asyncio.get_running_loop().time()
         try:
             await self._wait_ready(pool, name, made.record.id)

@@ -19,6 +19,7 @@ from buildkit_controller.controller.manifests.names import (
     secret_names,
     worker_labels,
 )
+from buildkit_controller.controller.manifests.pool import config_key
 from buildkit_controller.core.models import PodContribution, Pool
 from buildkit_controller.core.sizing import ResolvedSize
 
@@ -80,8 +81,11 @@ def _merged(contributions: Iterable[PodContribution], field: str) -> list[dict[s
     return [dict(item) for c in contributions for item in getattr(c, field)]
 
 
-def _volumes(pool: Pool, extra: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    volumes = [{"name": "config", "configMap": {"name": config_map_name(pool.name)}},
+def _volumes(pool: Pool, extra: list[dict[str, Any]], requested: str | None) -> list[dict[str, Any]]:
+    config: dict[str, Any] = {"name": config_map_name(pool.name)}
+    if requested is not None:  # a requested size: its own buildkitd.toml (parallelism follows the size)
+        config["items"] = [{"key": config_key(requested), "path": "buildkitd.toml"}]
+    volumes = [{"name": "config", "configMap": config},
                {"name": "certs", "secret": {"secretName": secret_names(pool.name)["worker-tls"]}}]
     if not any(v["name"] == "buildkitd" for v in extra):  # the local cache plugin may provide a PVC
         volumes.append({"name": "buildkitd", "emptyDir": {}})
@@ -133,8 +137,9 @@ def _scheduling(pool: Pool) -> dict[str, Any]:
 
 def worker_pod(*, name: str, namespace: str, worker_uid: str, pool: Pool, size: ResolvedSize,
                contributions: Iterable[PodContribution] = (), images: WorkerImages | None = None,
-               annotations: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The Pod manifest for worker ``name``, owned by its BuildKitWorker."""
+               annotations: Mapping[str, str] | None = None, requested: str | None = None) -> dict[str, Any]:
+    """The Pod manifest for worker ``name``, owned by its BuildKitWorker; ``requested`` is the size
+    an allocation asked for (its ``size`` is then that profile), ``None`` for the pool's own size."""
     images = images or WorkerImages()
     contributions = list(contributions)
     return {
@@ -148,7 +153,7 @@ def worker_pod(*, name: str, namespace: str, worker_uid: str, pool: Pool, size: 
             "enableServiceLinks": False,
             "terminationGracePeriodSeconds": images.grace_period_seconds,
             "containers": [_container(pool, size, images, contributions)],
-            "volumes": _volumes(pool, _merged(contributions, "volumes")),
+            "volumes": _volumes(pool, _merged(contributions, "volumes"), requested),
             **_scheduling(pool),
         },
     }

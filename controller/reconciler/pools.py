@@ -31,7 +31,7 @@ from buildkit_controller.controller.reconciler.status import PoolView, invalid_s
 from buildkit_controller.core.errors import ConfigError, PermanentError, SpecError
 from buildkit_controller.core.models import Pool, ScalingDecision, Worker
 from buildkit_controller.core.pool_certs import CertPlan, plan_pool_certificates
-from buildkit_controller.core.sizing import ResolvedSize, resolve_size
+from buildkit_controller.core.sizing import ResolvedSize, requestable, resolve_size
 
 __all__ = ["list_workers", "reconcile_pool"]
 
@@ -61,7 +61,9 @@ async def _certificates(ctx: Context, pool: Pool, body: Mapping[str, Any]) -> Ce
 async def _config(ctx: Context, pool: Pool, size: ResolvedSize) -> None:
     fragments = [ctx.host.call("cache", b.type, "bkc_cache_buildkitd_config", backend=b, pool=pool) or {}
                  for b in pool.spec.cache.backends]
-    await ctx.kube.ensure(pool_config_map(pool, buildkitd_config(pool, size, fragments)))
+    sized = {p.name: buildkitd_config(pool, resolve_size(pool.spec, ctx.profiles, p.name), fragments)
+             for p in requestable(pool.spec, ctx.profiles)}
+    await ctx.kube.ensure(pool_config_map(pool, buildkitd_config(pool, size, fragments), sized))
 
 
 async def _gateway(ctx: Context, pool: Pool, plan: CertPlan, body: Mapping[str, Any]) -> dict[str, Any]:

@@ -50,8 +50,8 @@ async def _admit(ctx: Context, pool: Pool, worker: Worker, body: Mapping[str, An
 async def _create_pod(ctx: Context, pool: Pool, worker: Worker, body: Mapping[str, Any]) -> None:
     contributions = [ctx.host.call("cache", b.type, "bkc_cache_worker_pod", backend=b, pool=pool)
                      for b in pool.spec.cache.backends]
-    size = resolve_size(pool.spec, ctx.profiles)
-    manifest = worker_pod(name=worker.name, namespace=worker.namespace,
+    size = resolve_size(pool.spec, ctx.profiles, worker.size)
+    manifest = worker_pod(name=worker.name, namespace=worker.namespace, requested=worker.size,
                           worker_uid=(body.get("metadata") or {}).get("uid", ""), pool=pool, size=size,
                           contributions=[c for c in contributions if c is not None],
                           images=ctx.settings.worker_images)

@@ -64,6 +64,9 @@ class WorkerSpec(_Model):
 
     pool_ref: PoolRef
     allocation: AllocationRecord | None = None
+    #: The size profile an allocation asked for when it differs from the pool's; the API sets it on
+    #: the workers it creates for such a request (warm workers run at the pool's size).
+    size: str | None = Field(default=None, max_length=63)
 
 
 class WorkerStatus(_Model):
@@ -88,6 +91,7 @@ class Worker(_Model):
     pool_ref: PoolRef
     created: Timestamp
     allocation: AllocationRecord | None = None
+    size: str | None = None
     status: WorkerStatus = Field(default_factory=WorkerStatus)
     deleting: bool = False
     resource_version: str | None = None
@@ -102,6 +106,7 @@ class Worker(_Model):
             "created": meta.get("creationTimestamp"),
             "poolRef": spec.get("poolRef") or {},
             "allocation": spec.get("allocation"),
+            "size": spec.get("size"),
             "status": body.get("status") or {},
             "deleting": bool(meta.get("deletionTimestamp")),
             "resourceVersion": meta.get("resourceVersion"),

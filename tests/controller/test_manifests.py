@@ -76,6 +76,22 @@ def test_config_map_golden(name: str) -> None:
                  pool_config_map(pool, buildkitd_config(pool, resolve_size(pool.spec, PROFILES))))
 
 
+def test_a_worker_of_a_requested_size_gets_its_resources_and_its_own_config() -> None:
+    pool = Pool.from_body({"metadata": {"name": "p", "namespace": "ci"}, "spec": {"maxSize": "lg"}})
+    sized = {"lg": buildkitd_config(pool, resolve_size(pool.spec, PROFILES, "lg"))}
+    config = pool_config_map(pool, buildkitd_config(pool, resolve_size(pool.spec, PROFILES)), sized)
+    pod = worker_pod(name="w", namespace="ci", worker_uid="u", pool=pool, requested="lg",
+                     size=resolve_size(pool.spec, PROFILES, "lg"))
+    [volume] = [v for v in pod["spec"]["volumes"] if v["name"] == "config"]
+    [item] = volume["configMap"]["items"]
+    assert item["path"] == "buildkitd.toml"
+    assert tomllib.loads(config["data"][item["key"]])["worker"]["oci"]["max-parallelism"] == 8
+    assert tomllib.loads(config["data"]["buildkitd.toml"])["worker"]["oci"]["max-parallelism"] == 4
+    assert pod["spec"]["containers"][0]["resources"]["limits"] == {"cpu": "8", "memory": "8Gi"}
+    default = worker_for(pool)
+    assert "items" not in next(v for v in default["spec"]["volumes"] if v["name"] == "config")["configMap"]
+
+
 def test_buildkitd_toml_carries_sizing_gc_and_plugin_fragments() -> None:
     pool = example("pool-with-local-cache.yaml")
     fragment = {"registry": {"mirror.example": {"http": True}},

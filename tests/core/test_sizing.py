@@ -10,7 +10,7 @@ from buildkit_controller.core._loader import load_plugins
 from buildkit_controller.core.errors import ConfigError, SpecError
 from buildkit_controller.core.models import PoolSpec, SizeProfile
 from buildkit_controller.core.settings import PluginSettings
-from buildkit_controller.core.sizing import merge_profiles, resolve_size
+from buildkit_controller.core.sizing import merge_profiles, requestable, resolve_size
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +53,18 @@ def test_request_size_is_capped_at_the_pool_maximum(profiles: Any) -> None:
     assert resolve(profiles, {"size": "md", "maxSize": "lg"}, "sm").profile == "sm"
     assert resolve(profiles, {"size": "sm"}, "xl").profile == "sm"  # no maxSize: size is the cap
     assert resolve(profiles, {}, "lg").profile == "md"  # neither: the default is the cap
+
+
+def test_requestable_sizes_stop_at_the_pool_maximum(profiles: Any) -> None:
+    def names(spec: dict[str, Any]) -> list[str]:
+        return [p.name for p in requestable(PoolSpec.parse(spec), profiles)]
+
+    assert names({"size": "sm", "maxSize": "lg"}) == ["sm", "md", "lg"]
+    assert names({"size": "sm"}) == ["sm"]
+    assert names({}) == ["sm", "md"]
+    with pytest.raises(SpecError) as info:
+        names({"maxSize": "huge"})
+    assert info.value.path == "spec.maxSize"
 
 
 def test_unknown_sizes_name_the_field(profiles: Any) -> None:
