@@ -25,7 +25,7 @@ GROUPS: Mapping[str, str] = {
 
 #: Built-in plugins enabled when the environment says nothing about a group.
 DEFAULT_ENABLED: Mapping[str, tuple[str, ...]] = {
-    "auth": ("token", "serviceaccount"),
+    "auth": ("token", "serviceaccount", "mtls"),
     "credentials": ("github-actions", "serviceaccount"),
     "cache": ("local",),
     "sizing": ("tshirt",),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -43,6 +43,9 @@ class Runtime:
     #: The audience API tokens must carry (ServiceAccount TokenReview, OIDC ``aud``).
     audience: str = "buildkit-controller"
     kube: KubeAccess | None = None
+    #: API process only: returns the current PEM bundle of the API's identity CA, the CA that
+    #: signs identity certificates (``POST /api/v1/certs/request``); ``None`` elsewhere.
+    identity_ca: Callable[[], bytes] | None = None
 
 
 # --- auth -----------------------------------------------------------------------------------------
@@ -56,12 +59,17 @@ class AuthRequest:
     bearer: str | None = None
     #: PEM of the verified client certificate, when the caller presented one.
     client_certificate: str | None = None
+    #: The verified chain as the TLS layer reported it, DER, leaf first (today: the leaf only, as
+    #: Python before 3.13 cannot read the rest). Empty without a client certificate.
+    client_certificate_chain: tuple[bytes, ...] = ()
     #: The audience this API expects in tokens (e.g. ``buildkit-controller``).
     audience: str = "buildkit-controller"
     remote_addr: str | None = None
 
     def __repr__(self) -> str:  # keeps the credential out of logs and tracebacks
-        return f"AuthRequest(bearer={'<set>' if self.bearer else None}, audience={self.audience!r})"
+        certificate = "<set>" if self.client_certificate else None
+        return (f"AuthRequest(bearer={'<set>' if self.bearer else None}, client_certificate={certificate}, "
+                f"audience={self.audience!r})")
 
 
 @dataclass(frozen=True, kw_only=True)
