@@ -2,58 +2,99 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
 from buildkit_controller.bkctl import render
-from buildkit_controller.bkctl.certs import CertFiles, new_key_pair, write_certs
+from buildkit_controller.bkctl.certs import CertFiles, KeyPair, new_key_pair, write_certs
 from buildkit_controller.bkctl.client import ALLOCATE_TIMEOUT
 from buildkit_controller.bkctl.errors import EXIT_CODES_HELP
-from buildkit_controller.bkctl.options import Options, api_command, progress
+from buildkit_controller.bkctl.options import Options, api_command
+from buildkit_controller.bkctl.progress import progress, waiting
 
-__all__ = ["allocate_command", "env_command"]
+__all__ = [
+    "POOL_OPTIONS",
+    "allocate_command",
+    "allocate_worker",
+    "env_command",
+    "gateway_address",
+    "gateway_server_name",
+    "release_worker",
+    "request_allocation",
+    "with_options",
+]
 
-_ALLOCATE_OPTIONS = [
+POOL_OPTIONS = [
     click.option("--pool", "-p", envvar="BKCTL_POOL", required=True, help="Pool to allocate from [env BKCTL_POOL]."),
     click.option("--namespace", "-n", envvar="BKCTL_NAMESPACE", default="default", show_default=True,
                  help="The pool's namespace [env BKCTL_NAMESPACE]."),
     click.option("--ttl", default="1h", show_default=True,
                  help="Lease length (clamped by the pool's maxTokenTTL; expiresAt says what you got)."),
     click.option("--job-id", envvar="BKCTL_JOB_ID", help="CI job id recorded with the allocation [env BKCTL_JOB_ID]."),
-    click.option("--certs-dir", type=click.Path(file_okay=False, path_type=Path),
-                 help="Where to write ca.crt, client.crt, client.key (default: a new private temp dir)."),
     click.option("--gateway-endpoint", envvar="BKCTL_GATEWAY_ENDPOINT",
                  help="Use this gateway address instead of the one the API returns [env BKCTL_GATEWAY_ENDPOINT]."),
+]
+_CERT_OPTIONS = [
+    click.option("--certs-dir", type=click.Path(file_okay=False, path_type=Path),
+                 help="Where to write ca.crt, client.crt, client.key (default: a new private temp dir)."),
     click.option("--server-key", is_flag=True,
                  help="Let the server generate the private key (seed behaviour) instead of sending a CSR."),
 ]
 
 
-def _with_allocate_options(func: Any) -> Any:
-    for option in reversed(_ALLOCATE_OPTIONS):
-        func = option(func)
-    return func
+def with_options(options: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
+    """Apply a list of click options in the order they are listed (the order ``--help`` shows)."""
+    def decorate(func: Any) -> Any:
+        for option in reversed(options):
+            func = option(func)
+        return func
+    return decorate
 
 
-def _allocate(opts: Options, *, pool: str, namespace: str, ttl: str, job_id: str | None,
-              certs_dir: Path | None, server_key: bool) -> tuple[dict[str, Any], CertFiles]:
+def request_allocation(opts: Options, pair: KeyPair | None, *, pool: str, namespace: str, ttl: str,
+                       job_id: str | None) -> dict[str, Any]:
+    """``POST /workers/allocate`` (with the CSR of ``pair``), waiting in the pool's queue if need be."""
     body: dict[str, Any] = {"poolName": pool, "namespace": namespace, "ttl": ttl}
     if job_id:
         body["jobId"] = job_id
-    pair = None if server_key else new_key_pair()
     if pair is not None:
         body["csr"] = pair.csr_pem
-    progress(f"Allocating a worker from pool {namespace}/{pool}...")
-    answer = opts.client().call("POST", "/api/v1/workers/allocate", body, timeout=ALLOCATE_TIMEOUT)
+    client = opts.client()
+    with waiting(f"Allocating a worker from pool {namespace}/{pool}..."):
+        return client.call("POST", "/api/v1/workers/allocate", body, timeout=ALLOCATE_TIMEOUT)
+
+
+def allocate_worker(opts: Options, *, certs_dir: Path | None = None, server_key: bool = False,
+                    **wanted: Any) -> tuple[dict[str, Any], CertFiles]:
+    """Allocate a worker and write its certificates (``wanted``: pool, namespace, ttl, job_id)."""
+    pair = None if server_key else new_key_pair()
+    answer = request_allocation(opts, pair, **wanted)
     files = write_certs(answer, pair.key_pem if pair else None, certs_dir)
-    progress(f"Certificates saved to {files.directory}")
+    progress(f"Worker {answer.get('workerName')} allocated; certificates in {files.directory}")
     return answer, files
 
 
+def release_worker(opts: Options, answer: dict[str, Any]) -> None:
+    """Release the allocation ``answer`` came with (its worker is deleted)."""
+    opts.client().call("POST", "/api/v1/workers/release", {"token": answer["token"]})
+
+
+def gateway_address(answer: dict[str, Any], override: str | None) -> str:
+    """``host:port`` of the gateway: the override, else the answer's ``gatewayEndpoint`` (or ``endpoint``)."""
+    return (override or str(answer.get("gatewayEndpoint") or answer.get("endpoint", ""))).removeprefix("tcp://")
+
+
+def gateway_server_name(answer: dict[str, Any]) -> str:
+    """The name the gateway's certificate carries: the host of the ``gatewayEndpoint`` the API returned."""
+    return urlsplit(f"tcp://{gateway_address(answer, None)}").hostname or ""
+
+
 def _print(answer: dict[str, Any], files: CertFiles, output: str, gateway_override: str | None) -> None:
-    gateway = gateway_override or str(answer.get("gatewayEndpoint") or answer.get("endpoint", ""))
+    gateway = gateway_address(answer, gateway_override)
     if output == "json":
         click.echo(render.as_json({**answer, **files.as_json(), "buildkitHost": render.buildkit_host(gateway)}))
     elif output == "env":
@@ -63,19 +104,19 @@ def _print(answer: dict[str, Any], files: CertFiles, output: str, gateway_overri
 
 
 @click.command("allocate", epilog=EXIT_CODES_HELP)
-@_with_allocate_options
+@with_options(POOL_OPTIONS + _CERT_OPTIONS)
 @api_command
 def allocate_command(opts: Options, gateway_endpoint: str | None, **wanted: Any) -> None:
     """Allocate a worker; write its certificates (mode 0600, private dir) and print how to reach it.
 
     A P-256 key is generated here and only a CSR is sent: the private key never leaves this machine.
     """
-    answer, files = _allocate(opts, **wanted)
+    answer, files = allocate_worker(opts, **wanted)
     _print(answer, files, opts.output, gateway_endpoint)
 
 
 @click.command("env", epilog=EXIT_CODES_HELP)
-@_with_allocate_options
+@with_options(POOL_OPTIONS + _CERT_OPTIONS)
 @api_command
 def env_command(opts: Options, gateway_endpoint: str | None, **wanted: Any) -> None:
     """Allocate a worker and print shell exports: eval "$(bkctl env -p POOL)".
@@ -83,5 +124,5 @@ def env_command(opts: Options, gateway_endpoint: str | None, **wanted: Any) -> N
     Exports BUILDKIT_HOST, BKCTL_ALLOCATION_TOKEN, BKCTL_ALLOCATION_ID, BKCTL_WORKER, BKCTL_EXPIRES_AT,
     BKCTL_CERTS_DIR, BKCTL_CA_CERT, BKCTL_CLIENT_CERT and BKCTL_CLIENT_KEY. --output is ignored.
     """
-    answer, files = _allocate(opts, **wanted)
+    answer, files = allocate_worker(opts, **wanted)
     _print(answer, files, "env", gateway_endpoint)

@@ -1,4 +1,4 @@
-"""``bkctl``: allocate BuildKit workers from CI, print their certificates' paths, release them."""
+"""``bkctl``: allocate BuildKit workers from CI, build on them, release them; ``doctor`` says what is wrong."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from importlib.metadata import PackageNotFoundError, version
 import click
 
 from buildkit_controller.bkctl.allocate import allocate_command, env_command
+from buildkit_controller.bkctl.build import build_command
 from buildkit_controller.bkctl.errors import EXIT_CODES_HELP
 from buildkit_controller.bkctl.leases import pools_command, release_command, renew_command, status_command
 
@@ -20,9 +21,11 @@ def cli() -> None:
     """Allocate BuildKit workers from a buildkit-controller pool for a CI job.
 
     \b
+      bkctl build -p my-pool -n ci -- -t IMAGE --push .   # allocate, docker buildx build, clean up
       bkctl allocate -p my-pool -n ci -o json    # a worker, certificates in a private temp dir
       eval "$(bkctl env -p my-pool -n ci)"       # the same, as shell exports (BUILDKIT_HOST, ...)
       bkctl release "$BKCTL_ALLOCATION_TOKEN"
+      bkctl doctor -p my-pool -n ci              # what is wrong, and how to fix it
     """
 
 
@@ -48,6 +51,6 @@ def version_command() -> None:
     click.echo(f"bkctl v{_version()}")
 
 
-
-for _command in (allocate_command, env_command, release_command, renew_command, status_command, pools_command):
+for _command in (build_command, allocate_command, env_command, release_command, renew_command, status_command,
+                 pools_command):
     cli.add_command(_command)

@@ -21,7 +21,7 @@ from buildkit_controller.bkctl.errors import (
     BkctlError,
 )
 
-__all__ = ["ApiClient", "Connection"]
+__all__ = ["ALLOCATE_TIMEOUT", "DEFAULT_TIMEOUT", "ApiClient", "Connection", "http_error", "json_object"]
 
 #: Allocation may wait in the pool's queue (30 s) and for a worker to become ready.
 ALLOCATE_TIMEOUT = 300.0
@@ -62,7 +62,7 @@ def _error_body(response: httpx.Response) -> Mapping[str, Any] | None:
     return body if isinstance(body, Mapping) and "error" in body else None
 
 
-def _http_error(response: httpx.Response, endpoint: str) -> BkctlError:
+def http_error(response: httpx.Response, endpoint: str) -> BkctlError:
     body = _error_body(response)
     if body is None:
         return BkctlError(EXIT_WRONG_ENDPOINT, f"{endpoint} answered HTTP {response.status_code} without an "
@@ -93,23 +93,33 @@ class ApiClient:
         self._token = token
         self._timeout = timeout
 
-    def call(self, method: str, path: str, body: Mapping[str, Any] | None = None,
-             timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
+    def request(self, method: str, path: str, body: Mapping[str, Any] | None = None, *,
+                timeout: float = DEFAULT_TIMEOUT, auth: bool = True) -> httpx.Response:
+        """One request, any status; a :class:`BkctlError` only when no answer came."""
         endpoint = self.connection.endpoint.rstrip("/")
-        headers = {"Authorization": f"Bearer {self._token()}", "Accept": "application/json"}
+        headers = {"Accept": "application/json", **({"Authorization": f"Bearer {self._token()}"} if auth else {})}
         try:
             with httpx.Client(verify=self.connection.verify(), timeout=self._timeout or timeout) as http:
-                response = http.request(method, f"{endpoint}{path}", json=body, headers=headers)
+                return http.request(method, f"{endpoint}{path}", json=body, headers=headers)
         except httpx.InvalidURL as exc:
             raise BkctlError(EXIT_WRONG_ENDPOINT, f"invalid endpoint {endpoint!r}: {exc}") from None
         except httpx.HTTPError as exc:
             raise _transport_error(exc, endpoint) from None
+
+    def call(self, method: str, path: str, body: Mapping[str, Any] | None = None,
+             timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
+        """One request; its JSON object answer, or a :class:`BkctlError` for anything but 200."""
+        response = self.request(method, path, body, timeout=timeout)
         if response.status_code != httpx.codes.OK:
-            raise _http_error(response, endpoint)
-        try:
-            answer = response.json()
-        except ValueError:
-            answer = None
-        if not isinstance(answer, dict):
-            raise BkctlError(EXIT_WRONG_ENDPOINT, f"{endpoint} answered with something other than a JSON object")
-        return answer
+            raise http_error(response, self.connection.endpoint.rstrip("/"))
+        return json_object(response, self.connection.endpoint.rstrip("/"))
+
+
+def json_object(response: httpx.Response, endpoint: str) -> dict[str, Any]:
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        raise BkctlError(EXIT_WRONG_ENDPOINT, f"{endpoint} answered with something other than a JSON object")
+    return answer

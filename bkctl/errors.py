@@ -6,9 +6,11 @@ from typing import Final
 
 __all__ = [
     "EXIT_API",
+    "EXIT_CHECKS_FAILED",
     "EXIT_CODES_HELP",
     "EXIT_CONNECT",
     "EXIT_CREDENTIALS",
+    "EXIT_DOCKER",
     "EXIT_FORBIDDEN",
     "EXIT_NOT_FOUND",
     "EXIT_UNAUTHORIZED",
@@ -27,11 +29,15 @@ EXIT_UNAUTHORIZED: Final = 6    # HTTP 401
 EXIT_FORBIDDEN: Final = 7       # HTTP 403
 EXIT_NOT_FOUND: Final = 8       # HTTP 404 (also a released or unknown allocation)
 EXIT_UNAVAILABLE: Final = 9     # HTTP 503 (no capacity; see Retry-After)
+EXIT_DOCKER: Final = 10         # build: docker not found, or the buildx builder could not be created
+EXIT_CHECKS_FAILED: Final = 11  # doctor: at least one check failed
 
 EXIT_CODES_HELP: Final = (
     "Exit codes: 0 ok; 1 other API error; 2 usage; 3 credentials/local files; 4 cannot connect "
     "(refused, DNS, timeout, TLS); 5 not the allocation API (wrong endpoint); 6 unauthorized (401); "
-    "7 forbidden (403); 8 not found (404); 9 unavailable (503, shows Retry-After)."
+    "7 forbidden (403); 8 not found (404); 9 unavailable (503, shows Retry-After); 10 docker missing or "
+    "builder not created; 11 a doctor check failed; 130/143 interrupted by SIGINT/SIGTERM. Once its build "
+    "has run, build exits with docker buildx build's own code."
 )
 
 

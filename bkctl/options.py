@@ -15,7 +15,7 @@ from buildkit_controller.bkctl.client import ApiClient, Connection
 from buildkit_controller.bkctl.credentials import find_credential
 from buildkit_controller.bkctl.errors import BkctlError
 
-__all__ = ["DEFAULT_ENDPOINT", "Options", "api_command", "fail", "progress"]
+__all__ = ["DEFAULT_ENDPOINT", "Options", "api_command", "fail"]
 
 DEFAULT_ENDPOINT = "http://buildkit-controller.buildkit-system.svc:8082"
 OUTPUT = click.Choice(["text", "json", "env"])
@@ -39,12 +39,6 @@ class Options:
                                 insecure_skip_verify=self.insecure_skip_verify)
         return ApiClient(connection, lambda: find_credential(self.token, os.environ, self.audience).token,
                          timeout=self.timeout)
-
-
-def progress(message: str) -> None:
-    """A progress line on stderr, only for a person watching a terminal."""
-    if sys.stderr.isatty():
-        click.echo(message, err=True)
 
 
 def fail(exc: BkctlError) -> None:

@@ -69,11 +69,15 @@ class Result:
         return json.loads(self.out)
 
 
+def clean_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without bkctl's variables, plus ``env``."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith(_SCRUB)}, **(env or {})}
+
+
 async def bkctl(*args: str, env: Mapping[str, str] | None = None) -> Result:
     """Run the console script with a clean environment (plus ``env``) without blocking the API."""
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUB)}
     proc = await asyncio.create_subprocess_exec(
-        BKCTL, *args, env={**environ, **(env or {})},
+        BKCTL, *args, env=clean_env(env),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), timeout=30)
     assert proc.returncode is not None
@@ -98,9 +102,9 @@ class Api:
         return {"BKCTL_ENDPOINT": self.url, "BKCTL_TOKEN": self.token, **extra}
 
 
-async def _make_pool(kube: Kube, name: str = "builds", namespace: str = "default") -> Pool:
+async def _make_pool(kube: Kube, spec: Mapping[str, Any], name: str = "builds", namespace: str = "default") -> Pool:
     body = await kube.create({"apiVersion": API_VERSION, "kind": "BuildKitPool",
-                              "metadata": {"name": name, "namespace": namespace}, "spec": {}})
+                              "metadata": {"name": name, "namespace": namespace}, "spec": dict(spec)})
     pool = Pool.from_body(body)
     for logical, data in plan_pool_certificates(pool, {}, NOW).data.items():
         await kube.create(pool_secret(pool, logical, data))
@@ -133,13 +137,14 @@ async def _wait_serving(url: str, task: asyncio.Task[None]) -> None:
 
 
 @contextlib.asynccontextmanager
-async def serving(kubesim: KubeSim, tmp_path: Path, tls: tuple[Path, Path] | None = None  # noqa: F811
+async def serving(kubesim: KubeSim, tmp_path: Path, tls: tuple[Path, Path] | None = None,  # noqa: F811
+                  plugins: PluginSettings | None = None, pool_spec: Mapping[str, Any] | None = None
                   ) -> AsyncIterator[Api]:
     """The allocation API (hypercorn, for real) over kubesim, with pool default/builds and 2 idle workers."""
     kube = await Kube.connect(host=kubesim.url)
     for crd in all_crds():
         await kube.create(crd)
-    pool = await _make_pool(kube)
+    pool = await _make_pool(kube, pool_spec or {})
     await _idle_workers(kube, pool, 2)
     port = free_port()
     served = Api(url=f"{'https' if tls else 'http'}://127.0.0.1:{port}", kube=kube,
@@ -149,7 +154,7 @@ async def serving(kubesim: KubeSim, tmp_path: Path, tls: tuple[Path, Path] | Non
     options = ApiOptions(listen=f"127.0.0.1:{port}", server=kubesim.url,
                          certfile=str(tls[0]) if tls else None, keyfile=str(tls[1]) if tls else None,
                          environ={"BKC_AUTH_TOKEN_DIR": str(served.token_dir)})
-    task = asyncio.create_task(run_api(options, PluginSettings(), stop))
+    task = asyncio.create_task(run_api(options, plugins or PluginSettings(), stop))
     try:
         await _wait_serving(served.url, task)
         yield served
