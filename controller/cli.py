@@ -112,6 +112,11 @@ def tokens_create(subject: str, pools: Sequence[str], name: str | None) -> None:
               help="Kubeconfig file to use when not running in a cluster.")
 @click.option("--certfile", type=click.Path(dir_okay=False, exists=True), help="TLS certificate (PEM).")
 @click.option("--keyfile", type=click.Path(dir_okay=False, exists=True), help="TLS private key (PEM).")
+@click.option("--client-ca", type=click.Path(dir_okay=False, exists=True),
+              help="Extra CA bundle (PEM) whose client certificates TLS accepts. Client certificates are "
+                   "optional and, with TLS, always accepted from the identity CA and pools' worker CAs.")
+@click.option("--namespace", envvar="POD_NAMESPACE", default="buildkit-system", show_default=True,
+              help="The API's namespace, where its identity CA Secret lives.")
 @click.option("--audience", default="buildkit-controller", show_default=True,
               help="Audience API tokens must carry (ServiceAccount, OIDC).")
 @click.option("--print-openapi", is_flag=True, help="Print the OpenAPI document and exit (no cluster needed).")

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import logging
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,20 +18,25 @@ from prometheus_client import CollectorRegistry, generate_latest
 from quart import Quart, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from buildkit_controller.controller.api import certs
 from buildkit_controller.controller.api.allocations import Allocator
 from buildkit_controller.controller.api.errors import error_response
+from buildkit_controller.controller.api.identity import IdentityAuthority, keep_trust_current
 from buildkit_controller.controller.api.leases import find_by_id, find_by_token, owned_by, release, renew
 from buildkit_controller.controller.api.metrics import ApiMetrics
 from buildkit_controller.controller.api.schemas import (
     AllocationResponse,
     CacheHints,
+    CertificateRequest,
     LeaseStatus,
+    LookupRequest,
     PoolSummary,
     ReleaseRequest,
     RenewRequest,
     RenewResponse,
     openapi_document,
 )
+from buildkit_controller.controller.api.tls import ClientTrust, peer_chain
 from buildkit_controller.controller.manifests.names import API_VERSION
 from buildkit_controller.controller.reconciler.context import utcnow
 from buildkit_controller.controller.reconciler.kube import Kube
@@ -57,8 +63,14 @@ class ApiContext:
     audience: str = "buildkit-controller"
     clock: Callable[[], datetime] = utcnow
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    #: Signs identity certificates (its Secret lives in the API's namespace).
+    identity: IdentityAuthority | None = None
+    #: The TLS layer's client CAs, kept current while serving; ``None`` without TLS.
+    trust: ClientTrust | None = None
 
     def __post_init__(self) -> None:
+        if self.identity is None:
+            self.identity = IdentityAuthority(self.kube, "buildkit-system", self.clock)
         self.metrics = ApiMetrics(self.registry)
         self.allocator.on_started = self.metrics.worker_started
 
@@ -90,9 +102,14 @@ class Routes:
 
     async def identity(self) -> Identity:
         scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not credential.strip():
-            raise AuthenticationError("send 'Authorization: Bearer <token>'", reason="missing")
-        auth = AuthRequest(bearer=credential.strip(), audience=self.ctx.audience, remote_addr=request.remote_addr)
+        bearer = credential.strip() if scheme.lower() == "bearer" else ""
+        chain = peer_chain(request.scope)  # verified by the TLS layer; never from a header
+        if not bearer and not chain:
+            raise AuthenticationError("send 'Authorization: Bearer <token>' or a client certificate",
+                                      reason="missing")
+        auth = AuthRequest(bearer=bearer or None, audience=self.ctx.audience, remote_addr=request.remote_addr,
+                           client_certificate=ssl.DER_cert_to_PEM_cert(chain[0]) if chain else None,
+                           client_certificate_chain=chain)
         try:
             answer = await first_answer(self.ctx.host, "auth", "bkc_authenticate", request=auth)
         except AuthenticationError as exc:
@@ -215,6 +232,14 @@ class Routes:
         await self.require(identity, Pool.from_body(body), "status")
         return jsonify(self.summary(body))
 
+    async def certificates(self) -> Response:
+        identity = await self.identity()
+        return await certs.request_certificate(self, identity, await _body(CertificateRequest))
+
+    async def lookup(self) -> Response:
+        gateway = await certs.calling_gateway(self)
+        return await certs.lookup(self, gateway, await _body(LookupRequest))
+
     async def ready(self) -> Response:
         try:
             await self.ctx.kube.request("GET", "/version")
@@ -246,6 +271,8 @@ def create_app(ctx: ApiContext) -> Quart:
         ("/api/v1/workers/allocate", routes.allocate, ["POST"]),
         ("/api/v1/workers/release", routes.release, ["POST"]),
         ("/api/v1/workers/renew", routes.renew, ["POST"]),
+        ("/api/v1/workers/lookup", routes.lookup, ["POST"]),
+        ("/api/v1/certs/request", routes.certificates, ["POST"]),
         # Ids are 32 characters, so the route can never swallow /workers/allocate and friends.
         ("/api/v1/workers/<string(length=32):allocation_id>", routes.status, ["GET"]),
         ("/api/v1/pools", routes.pools, ["GET"]),
@@ -260,6 +287,8 @@ def create_app(ctx: ApiContext) -> Quart:
     @app.before_serving
     async def start_worker_gauge() -> None:
         refresher.append(asyncio.create_task(_refresh_workers(ctx)))
+        if ctx.trust is not None and ctx.identity is not None:
+            refresher.append(asyncio.create_task(keep_trust_current(ctx.trust, ctx.identity, ctx.kube)))
 
     @app.after_serving
     async def stop_worker_gauge() -> None:  # a plain task: shutdown need not wait for it

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import timedelta
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import models_json_schema
 
 from buildkit_controller.core.models import AllocationRequest
 from buildkit_controller.core.models._base import Duration, _Model
 
-__all__ = ["AllocationResponse", "ErrorBody", "LeaseStatus", "PoolSummary", "ReleaseRequest",
-           "RenewRequest", "RenewResponse", "openapi_document"]
+__all__ = ["AllocationResponse", "CertificateRequest", "CertificateResponse", "ErrorBody", "LeaseStatus",
+           "LookupRequest", "LookupResponse", "PoolSummary", "ReleaseRequest", "RenewRequest", "RenewResponse",
+           "openapi_document"]
+
+_POOL_REF = r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?/)?[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+MIN_CERT_DURATION = timedelta(minutes=1)
 
 
 class _Out(BaseModel):
@@ -42,6 +47,30 @@ class RenewRequest(_ByTokenOrId):
     ttl: Duration | None = None
 
 
+class CertificateRequest(_Model):
+    """``POST /api/v1/certs/request``: an identity certificate for these pools (``name`` or
+    ``namespace/name``), valid for ``duration`` (default: the pools' smallest tokenTTL; capped at
+    their smallest maxTokenTTL). With ``csr`` the server signs the client's key and returns none."""
+
+    pools: list[Annotated[str, StringConstraints(pattern=_POOL_REF, max_length=127)]] = Field(
+        min_length=1, max_length=16)
+    duration: Duration | None = None
+    csr: str | None = Field(default=None, max_length=16384)
+
+    @field_validator("duration")
+    @classmethod
+    def _duration(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value < MIN_CERT_DURATION:
+            raise ValueError("must be at least 1m")
+        return value
+
+
+class LookupRequest(_Model):
+    """``POST /api/v1/workers/lookup`` (a pool's gateway only): which worker serves this token."""
+
+    token: str = Field(min_length=1, max_length=256)
+
+
 class CacheHints(_Out):
     cache_from: list[str] = Field(default_factory=list, alias="from")
     cache_to: list[str] = Field(default_factory=list, alias="to")
@@ -60,6 +89,25 @@ class AllocationResponse(_Out):
     client_cert: str
     client_key: str | None = None
     cache: CacheHints = Field(default_factory=CacheHints)
+
+
+class CertificateResponse(_Out):
+    """PEMs are plain text here, not base64: the seed's ``/certs/request`` returned them so."""
+
+    ca_cert: str
+    client_cert: str
+    client_key: str | None = None
+    #: Requested pool (as written in the request) → its gateway endpoint.
+    endpoints: dict[str, str] = Field(default_factory=dict)
+    subject: str
+    pools: list[str]
+    expires_at: str
+
+
+class LookupResponse(_Out):
+    worker_endpoint: str
+    worker_name: str
+    pool_name: str
 
 
 class RenewResponse(_Out):
@@ -94,7 +142,7 @@ class ErrorBody(_Out):
 
 
 def _op(summary: str, body: type[BaseModel] | None, answer: type[BaseModel] | None, *codes: int,
-        auth: bool = True) -> dict[str, Any]:
+        auth: bool = True, security: list[dict[str, list[str]]] | None = None) -> dict[str, Any]:
     def ref(model: type[BaseModel]) -> dict[str, Any]:
         return {"content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}
     responses: dict[str, Any] = {"200": {"description": "OK", **(ref(answer) if answer else {})}}
@@ -104,14 +152,15 @@ def _op(summary: str, body: type[BaseModel] | None, answer: type[BaseModel] | No
     if body is not None:
         operation["requestBody"] = {"required": True, **ref(body)}
     if auth:
-        operation["security"] = [{"bearer": []}]
+        operation["security"] = security or [{"bearer": []}, {"mtls": []}]
     return operation
 
 
 def openapi_document(version: str) -> dict[str, Any]:
     """The OpenAPI 3.1 description of every route (published as docs/openapi.json)."""
     models = [AllocationRequest, ReleaseRequest, RenewRequest, AllocationResponse, RenewResponse,
-              LeaseStatus, PoolSummary, ErrorBody]
+              LeaseStatus, PoolSummary, CertificateRequest, CertificateResponse, LookupRequest, LookupResponse,
+              ErrorBody]
     _, schemas = models_json_schema([(m, "validation") for m in models],
                                     ref_template="#/components/schemas/{model}", by_alias=True)
     health = {"get": _op("Liveness", None, None, auth=False)}
@@ -119,7 +168,10 @@ def openapi_document(version: str) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "buildkit-controller allocation API", "version": version},
         "components": {"schemas": schemas.get("$defs", {}),
-                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+                       "securitySchemes": {
+                           "bearer": {"type": "http", "scheme": "bearer"},
+                           "mtls": {"type": "mutualTLS", "description": "an identity certificate from "
+                                    "/api/v1/certs/request (lookup: a pool gateway's worker-client certificate)"}}},
         "paths": {
             "/api/v1/health": health, "/healthz": health,
             "/readyz": {"get": _op("Readiness", None, None, 503, auth=False)},
@@ -129,6 +181,12 @@ def openapi_document(version: str) -> dict[str, Any]:
                                                     400, 401, 403, 404, 413)},
             "/api/v1/workers/renew": {"post": _op("Extend an allocation", RenewRequest, RenewResponse,
                                                   400, 401, 403, 404, 413)},
+            "/api/v1/workers/lookup": {"post": _op(
+                "Which worker serves a token (a pool's gateway only)", LookupRequest, LookupResponse,
+                400, 401, 403, 404, 413, security=[{"mtls": []}])},
+            "/api/v1/certs/request": {"post": _op(
+                "Issue an identity certificate", CertificateRequest, CertificateResponse, 400, 401, 403, 404, 413,
+                security=[{"bearer": []}])},
             "/api/v1/workers/{allocationId}": {"get": {**_op("Allocation status", None, LeaseStatus, 401, 404),
                                                        "parameters": [_allocation_id()]}},
             "/api/v1/pools": {"get": _op("Pools the caller may use", None, None, 401)},

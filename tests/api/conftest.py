@@ -13,6 +13,7 @@ import pytest_asyncio
 
 from buildkit_controller.controller.api.allocations import AllocationSettings, Allocator
 from buildkit_controller.controller.api.app import ApiContext, create_app
+from buildkit_controller.controller.api.identity import IdentityAuthority
 from buildkit_controller.controller.crds import all_crds
 from buildkit_controller.controller.manifests.names import API_VERSION, POOL_LABEL
 from buildkit_controller.controller.manifests.secrets import pool_secret
@@ -26,6 +27,9 @@ from buildkit_controller.plugins.token import new_static_token
 from kubesim import KubeSim
 from kubesim.testing import kubesim  # noqa: F401 - a pytest fixture
 
+#: Where the API keeps its identity CA Secret.
+API_NAMESPACE = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "buildkit-system"}}
+
 
 class Cluster:
     def __init__(self, kube: Kube, token_dir: Path) -> None:
@@ -38,6 +42,8 @@ class Cluster:
         return {"Authorization": f"Bearer {token}"}
 
     async def pool(self, name: str = "builds", namespace: str = "default", **spec: Any) -> Pool:
+        if await self.kube.get("v1", "Namespace", namespace, None) is None:
+            await self.kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
         body = await self.kube.create({"apiVersion": API_VERSION, "kind": "BuildKitPool",
                                        "metadata": {"name": name, "namespace": namespace}, "spec": spec})
         pool = Pool.from_body(body)
@@ -70,6 +76,7 @@ async def cluster(kubesim: KubeSim, tmp_path: Path) -> AsyncIterator[Cluster]:  
     kube = await Kube.connect(host=kubesim.url)
     for crd in all_crds():
         await kube.create(crd)
+    await kube.create(API_NAMESPACE)
     yield Cluster(kube, tmp_path / "tokens")
     await kube.close()
 
@@ -77,6 +84,8 @@ async def cluster(kubesim: KubeSim, tmp_path: Path) -> AsyncIterator[Cluster]:  
 @pytest.fixture
 def client(cluster: Cluster) -> Any:
     host = load_plugins(PluginSettings())
-    host.configure(Runtime(process="api", environ={"BKC_AUTH_TOKEN_DIR": str(cluster.token_dir)}, kube=cluster.kube))
+    authority = IdentityAuthority(cluster.kube, "buildkit-system")
+    host.configure(Runtime(process="api", environ={"BKC_AUTH_TOKEN_DIR": str(cluster.token_dir)}, kube=cluster.kube,
+                           identity_ca=authority.bundle))
     allocator = Allocator(cluster.kube, AllocationSettings(queue_timeout=1.0, ready_timeout=2.0, poll_interval=0.05))
-    return create_app(ApiContext(kube=cluster.kube, host=host, allocator=allocator)).test_client()
+    return create_app(ApiContext(kube=cluster.kube, host=host, allocator=allocator, identity=authority)).test_client()

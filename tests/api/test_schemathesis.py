@@ -21,7 +21,7 @@ from buildkit_controller.controller.reconciler.kube import Kube
 from buildkit_controller.plugins.token import new_static_token
 from kubesim.testing import run_kubesim
 
-from .conftest import Cluster
+from .conftest import API_NAMESPACE, Cluster
 
 BIN = Path(sys.executable).parent
 
@@ -37,6 +37,7 @@ async def prepare(url: str, tokens: Path) -> str:
     try:
         for crd in all_crds():
             await kube.create(crd)
+        await kube.create(API_NAMESPACE)
         cluster = Cluster(kube, tokens)
         pool = await cluster.pool("builds", scaling={"max": 3})
         await cluster.idle_workers(pool, 3)

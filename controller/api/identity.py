@@ -1,0 +1,105 @@
+"""The API's identity CA (one Secret, shared by every replica) and the CAs its TLS layer trusts.
+
+The Secret ``buildkit-controller-identity-ca`` in the API's namespace is created by whichever replica
+needs it first (409: another replica won, read theirs) and rotated by the plan in
+:mod:`buildkit_controller.core.identity`, guarded by its ``resourceVersion``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from buildkit_controller.controller.api.tls import ClientTrust
+from buildkit_controller.controller.manifests.names import MANAGED_BY
+from buildkit_controller.controller.manifests.secrets import secret_text
+from buildkit_controller.controller.reconciler.context import utcnow
+from buildkit_controller.controller.reconciler.kube import Kube
+from buildkit_controller.core import pki
+from buildkit_controller.core.errors import ConfigError, PKIError
+from buildkit_controller.core.identity import plan_identity_ca
+
+__all__ = ["IDENTITY_CA_SECRET", "IdentityAuthority", "keep_trust_current"]
+
+log = logging.getLogger(__name__)
+IDENTITY_CA_SECRET = "buildkit-controller-identity-ca"  # noqa: S105 - a Secret's name
+WORKER_CA_LABELS = {"app.kubernetes.io/component": "worker-ca", **MANAGED_BY}
+
+
+def _encoded(data: Mapping[str, str]) -> dict[str, str]:
+    return {key: base64.b64encode(value.encode()).decode() for key, value in sorted(data.items())}
+
+
+class IdentityAuthority:
+    """Signs identity certificates; :meth:`bundle` is what the ``mtls`` method verifies against."""
+
+    def __init__(self, kube: Kube, namespace: str, clock: Callable[[], datetime] = utcnow) -> None:
+        self.kube, self.namespace, self.clock = kube, namespace, clock
+        self._bundle = b""
+
+    def bundle(self) -> bytes:
+        """The identity CA bundle as last read (empty until :meth:`current` ran once)."""
+        return self._bundle
+
+    async def current(self) -> pki.CertificateAuthority:
+        """The signing CA, creating or rotating the Secret when due."""
+        for _ in range(3):
+            body = await self.kube.get("v1", "Secret", IDENTITY_CA_SECRET, self.namespace)
+            try:
+                data, reason = plan_identity_ca(secret_text(body), self.clock())
+            except PKIError as exc:  # never replaced silently: that would cut off every holder
+                raise ConfigError(f"the identity CA Secret {self.namespace}/{IDENTITY_CA_SECRET} is "
+                                  f"unreadable ({exc}); restore or delete it") from None
+            if reason is None or await self._write(body, data, reason):
+                self._bundle = data["bundle.crt"].encode()
+                return pki.load_ca(data["ca.crt"], data["ca.key"])
+        raise ApiException(status=409, reason="the identity CA Secret keeps changing")
+
+    async def _write(self, body: Mapping[str, Any] | None, data: Mapping[str, str], reason: str) -> bool:
+        """Create or update the Secret; ``False`` when another replica changed it first."""
+        try:
+            if body is None:
+                await self.kube.create({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                                        "metadata": {"name": IDENTITY_CA_SECRET, "namespace": self.namespace,
+                                                     "labels": {"app.kubernetes.io/component": "identity-ca",
+                                                                **MANAGED_BY}},
+                                        "data": _encoded(data)})
+            else:
+                patch = {"metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},
+                         "data": _encoded(data)}
+                await self.kube.patch("v1", "Secret", IDENTITY_CA_SECRET, self.namespace, patch)
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            if exc.status == 404:
+                raise ConfigError(f"namespace {self.namespace} does not exist: run the API with --namespace "
+                                  "set to its own namespace") from None
+            raise
+        log.info("identity CA %s/%s: %s", self.namespace, IDENTITY_CA_SECRET, reason)
+        return True
+
+
+async def trust_once(trust: ClientTrust, authority: IdentityAuthority, kube: Kube) -> int:
+    """Add the identity CA and every pool's worker CA to the TLS layer; return how many were new."""
+    await authority.current()
+    secrets = await kube.list("v1", "Secret", None, WORKER_CA_LABELS)
+    return trust.add([authority.bundle(), *(secret_text(s).get("bundle.crt", "") for s in secrets)])
+
+
+async def keep_trust_current(trust: ClientTrust, authority: IdentityAuthority, kube: Kube,
+                             every: float = 30.0) -> None:
+    """Run :func:`trust_once` every ``every`` seconds (new pools' gateways are trusted within that)."""
+    while True:
+        try:
+            added = await trust_once(trust, authority, kube)
+            if added:
+                log.info("TLS layer now trusts %d more client CA(s)", added)
+        except (ApiException, OSError) as exc:
+            log.warning("could not refresh the client CAs: %s", exc)
+        await asyncio.sleep(every)
