@@ -9,6 +9,7 @@ import click
 
 from buildkit_controller.bkctl.allocate import allocate_command, env_command
 from buildkit_controller.bkctl.build import build_command
+from buildkit_controller.bkctl.doctor import doctor_command
 from buildkit_controller.bkctl.errors import EXIT_CODES_HELP
 from buildkit_controller.bkctl.leases import pools_command, release_command, renew_command, status_command
 
@@ -52,5 +53,5 @@ def version_command() -> None:
 
 
 for _command in (build_command, allocate_command, env_command, release_command, renew_command, status_command,
-                 pools_command):
+                 pools_command, doctor_command):
     cli.add_command(_command)

@@ -237,17 +237,24 @@ class FakeServer:
 
 def _handler(fake: FakeServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        date: str | None = None
+
         def answer(self) -> None:
             fake.seen.append(self.path)
             route = fake.routes.get(self.path.split("?", 1)[0])
             reply = route(self) if route else Reply(404, b"<html>nothing here</html>", {"Content-Type": "text/html"})
+            self.date = reply.headers.get("Date")  # a route may set the clock it answers with
             self.send_response(reply.status)
             for name, value in {"Content-Length": str(len(reply.body)), **reply.headers}.items():
-                self.send_header(name, value)
+                if name != "Date":  # sent by send_response, from date_time_string
+                    self.send_header(name, value)
             self.end_headers()
             self.wfile.write(reply.body)
 
         do_GET = do_POST = answer
+
+        def date_time_string(self, timestamp: float | None = None) -> str:
+            return self.date or super().date_time_string(timestamp)
 
         def log_message(self, *args: Any) -> None:
             pass
