@@ -60,7 +60,8 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 @hookspec(historic=True)
 def bkc_configure(runtime: Runtime) -> None:
     """Receive the process's runtime services: which process this is, its environment, the API
-    audience and, in server processes, :class:`KubeAccess` for the Kubernetes calls plugins make.
+    audience, in server processes :class:`KubeAccess` for the Kubernetes calls plugins make, and
+    in the API the identity CA bundle (``runtime.identity_ca()``) that identity certificates chain to.
 
     Called by: every host process (API, operator, gateway, bkctl) once at start-up, before any other
     hook (broadcast). Historic: a plugin registered later receives the same call. Synchronous; do

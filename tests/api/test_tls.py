@@ -228,3 +228,19 @@ async def gateway_handshake(context: ssl.SSLContext, server_ca: Path, cert: byte
     finally:
         server.close()
         await server.wait_closed()
+
+
+def test_plain_http_stays_the_default_and_tls_options_are_checked(tmp_path: Path) -> None:
+    from buildkit_controller.controller.api.serve import ApiOptions, _config
+    from buildkit_controller.core.errors import ConfigError
+
+    config, trust = _config(ApiOptions(listen="127.0.0.1:8082"))
+    assert trust is None and not config.ssl_enabled
+    _, certfile, keyfile = write_server_files(tmp_path)
+    config, trust = _config(ApiOptions(certfile=str(certfile), keyfile=str(keyfile)))
+    assert trust is not None and trust.context.verify_mode == ssl.CERT_OPTIONAL
+    assert config.create_ssl_context() is trust.context
+    assert trust.context.cert_store_stats()["x509_ca"] == 0  # no system CA is trusted for clients
+    for wrong in (ApiOptions(certfile=str(certfile)), ApiOptions(client_ca=str(certfile))):
+        with pytest.raises(ConfigError):
+            _config(wrong)
