@@ -7,16 +7,19 @@ import asyncio
 import json
 import os
 import pty
+import re
 import shutil
 import stat
+import time
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from buildkit_controller.bkctl.errors import EXIT_NOT_FOUND
+from buildkit_controller.bkctl.errors import EXIT_NOT_FOUND, EXIT_UNAVAILABLE
 
-from .conftest import BKCTL, Api, bkctl
+from .conftest import BKCTL, Api, FakeServer, Reply, bkctl, clean_env
 
 SEED_FIELDS = {"workerName", "token", "endpoint", "gatewayEndpoint", "expiresAt", "caCert", "clientCert"}
 
@@ -94,21 +97,41 @@ async def test_server_generated_key_is_written(api: Api, tmp_path: Path) -> None
     _check_files(answer)
 
 
-async def test_progress_only_on_a_terminal(api: Api, tmp_path: Path) -> None:
-    """With stderr on a pseudo-terminal, allocate says what it is doing there; stdout stays clean."""
+async def on_terminal(*args: str, env: dict[str, str]) -> tuple[int, bytes, str]:
+    """Run bkctl with stderr on a pseudo-terminal: (exit code, stdout, what the terminal showed)."""
     primary, secondary = pty.openpty()
     try:
-        proc = await asyncio.create_subprocess_exec(
-            BKCTL, "allocate", "-p", "builds", "--certs-dir", str(tmp_path / "c"), "-o", "json",
-            env={**os.environ, **api.env()}, stdout=asyncio.subprocess.PIPE, stderr=secondary)
+        proc = await asyncio.create_subprocess_exec(BKCTL, *args, env=clean_env(env), stdout=asyncio.subprocess.PIPE,
+                                                    stderr=secondary)
         out, _ = await asyncio.wait_for(proc.communicate(), timeout=30)
         os.close(secondary)
         secondary = -1
-        shown = os.read(primary, 4096).decode()
+        shown = os.read(primary, 1 << 16).decode()
     finally:
         os.close(primary)
         if secondary >= 0:
             os.close(secondary)
-    assert proc.returncode == 0
+    assert proc.returncode is not None
+    return proc.returncode, out, shown
+
+
+async def test_progress_only_on_a_terminal(api: Api, tmp_path: Path) -> None:
+    """With stderr on a pseudo-terminal, allocate says what it is doing there; stdout stays clean."""
+    code, out, shown = await on_terminal("allocate", "-p", "builds", "--certs-dir", str(tmp_path / "c"), "-o", "json",
+                                         env=api.env())
+    assert code == 0
     assert "Allocating a worker from pool default/builds..." in shown
     assert json.loads(out)["workerName"]
+
+
+async def test_a_long_wait_shows_the_elapsed_time(fake: FakeServer) -> None:
+    """While the allocation waits (the pool's queue, a worker starting), a terminal sees the seconds go by."""
+    def queued(_: BaseHTTPRequestHandler) -> Reply:
+        time.sleep(1.5)
+        return Reply(503, b'{"error": "no_capacity", "message": "still full"}', {"Retry-After": "5"})
+    fake.routes["/api/v1/workers/allocate"] = queued
+    code, _, shown = await on_terminal("allocate", "-p", "builds", env={"BKCTL_ENDPOINT": fake.url,
+                                                                        "BKCTL_TOKEN": "t"})
+    assert code == EXIT_UNAVAILABLE
+    assert re.search(r"\r[|/\\-] Allocating a worker from pool default/builds\.\.\. 1s", shown), repr(shown)
+    assert re.search(r"Allocating a worker from pool default/builds\.\.\. failed \(1\.[5-9]s\)", shown), repr(shown)

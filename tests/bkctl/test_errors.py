@@ -5,6 +5,7 @@ real API (over kubesim, the emulated Kubernetes API server); a stand-in server p
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -21,12 +22,16 @@ def one_line(result: Result, code: int, *phrases: str) -> None:
         assert phrase in result.err
 
 
+CODES = [errors.EXIT_API, errors.EXIT_USAGE, errors.EXIT_CREDENTIALS, errors.EXIT_CONNECT, errors.EXIT_WRONG_ENDPOINT,
+         errors.EXIT_UNAUTHORIZED, errors.EXIT_FORBIDDEN, errors.EXIT_NOT_FOUND, errors.EXIT_UNAVAILABLE,
+         errors.EXIT_DOCKER, errors.EXIT_CHECKS_FAILED]
+
+
 def test_exit_codes_are_distinct_and_documented() -> None:
-    codes = [errors.EXIT_API, errors.EXIT_USAGE, errors.EXIT_CREDENTIALS, errors.EXIT_CONNECT,
-             errors.EXIT_WRONG_ENDPOINT, errors.EXIT_UNAUTHORIZED, errors.EXIT_FORBIDDEN,
-             errors.EXIT_NOT_FOUND, errors.EXIT_UNAVAILABLE]
-    assert len(set(codes)) == len(codes)
-    assert all(f" {code} " in errors.EXIT_CODES_HELP for code in codes)
+    assert len(set(CODES)) == len(CODES) == len(errors.__all__) - 2  # all but EXIT_CODES_HELP and BkctlError
+    assert all(f" {code} " in errors.EXIT_CODES_HELP for code in CODES)
+    documented = (Path(__file__).parents[2] / "docs" / "bkctl.md").read_text()
+    assert all(f"\n| {code} | " in documented for code in [*CODES, 130, 143])
 
 
 async def test_help_documents_the_exit_codes() -> None:
@@ -49,6 +54,11 @@ async def test_refused_connection() -> None:
     url = f"http://127.0.0.1:{free_port()}"
     one_line(await bkctl("pools", "--endpoint", url, "--token", "t"), errors.EXIT_CONNECT,
              f"cannot connect to {url}")
+
+
+async def test_unknown_host() -> None:
+    url = "http://api.nosuch.invalid:8082"  # .invalid never resolves (RFC 2606)
+    one_line(await bkctl("pools", "--endpoint", url, "--token", "t"), errors.EXIT_CONNECT, f"cannot connect to {url}")
 
 
 async def test_not_the_api(fake: FakeServer) -> None:
