@@ -98,7 +98,8 @@ async def run_dev(options: DevOptions, plugins: PluginSettings,
         finally:
             await kube.close()
         token, tokens = _token(workdir)
-        api = ApiOptions(listen=options.api_listen, server=sim.url, environ={"BKC_AUTH_TOKEN_DIR": str(tokens)})
+        api = ApiOptions(listen=options.api_listen, server=sim.url, namespace="default",
+                         environ={"BKC_AUTH_TOKEN_DIR": str(tokens)})
         tasks = [asyncio.create_task(run_operator(OperatorOptions(server=sim.url, standalone=True), plugins,
                                                   OperatorSettings(resync_seconds=5), stop_flag=stop)),
                  asyncio.create_task(run_api(api, plugins, stop=stop))]

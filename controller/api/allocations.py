@@ -11,6 +11,7 @@ Retry-After). A request that fails or whose client goes away deletes what it cla
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Mapping
@@ -26,7 +27,7 @@ from buildkit_controller.controller.reconciler.context import utcnow
 from buildkit_controller.controller.reconciler.kube import Kube
 from buildkit_controller.core import pki
 from buildkit_controller.core.allocation import NewAllocation, claim_order
-from buildkit_controller.core.errors import CapacityError, SpecError
+from buildkit_controller.core.errors import CapacityError, ConfigError, SpecError
 from buildkit_controller.core.models import (
     AllocationRecord,
     AllocationRequest,
@@ -61,6 +62,8 @@ class Credentials:
     certificate: bytes
     private_key: bytes | None
     serial: str
+    #: The worker's size profile; ``None`` when the pool sets explicit resources.
+    size: str | None = None
 
 
 def _record_json(record: AllocationRecord) -> dict[str, Any]:
@@ -99,6 +102,13 @@ class Allocator:
         except SpecError as exc:
             raise SpecError(f"body.{exc.path}" if exc.path == "size" else exc.path, exc.reason) from None
         return None if wanted == resolve_size(pool.spec, profiles).profile else wanted
+
+    def _profile(self, pool: Pool, size: str | None) -> str | None:
+        """The profile a worker of ``size`` runs at, for the answer (``None``: explicit resources)."""
+        try:
+            return size or resolve_size(pool.spec, self.profiles()).profile
+        except ConfigError:  # no sizing plugin: the operator reports that on the pool
+            return None
 
     async def _claim(self, pool: Pool, bodies: list[dict[str, Any]], record: AllocationRecord,
                      size: str | None) -> str | None:
@@ -206,4 +216,4 @@ class Allocator:
         except BaseException:  # includes CancelledError: a client that went away leaves nothing
             await asyncio.shield(self._discard(pool, name))
             raise
-        return credentials
+        return dataclasses.replace(credentials, size=self._profile(pool, size))

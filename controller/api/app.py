@@ -47,6 +47,7 @@ from buildkit_controller.core.authz import authorize
 from buildkit_controller.core.errors import AuthenticationError, AuthorizationError, NotFoundError, SpecError
 from buildkit_controller.core.models import AllocationRequest, AuthDecision, AuthRequest, Identity, Pool, Worker
 from buildkit_controller.core.models._base import _Model
+from buildkit_controller.core.sizing import merge_profiles
 
 __all__ = ["MAX_BODY", "ApiContext", "create_app"]
 
@@ -73,6 +74,7 @@ class ApiContext:
             self.identity = IdentityAuthority(self.kube, "buildkit-system", self.clock)
         self.metrics = ApiMetrics(self.registry)
         self.allocator.on_started = self.metrics.worker_started
+        self.allocator.profiles = lambda: merge_profiles(self.host.broadcast("bkc_sizing_profiles"))
 
 
 def _stamp(when: datetime) -> str:
@@ -150,8 +152,6 @@ class Routes:
     async def allocate(self) -> Response:
         identity = await self.identity()
         wanted = await _body(AllocationRequest)
-        if wanted.size is not None:
-            raise SpecError("body.size", "per-request sizes are not supported yet; use the pool's size")
         pool = await self.pool(wanted.namespace, wanted.pool_name)
         await self.require(identity, pool, "allocate")
         made = new_allocation(identity=identity, gateway=pool.spec.gateway, now=self.ctx.clock(),
@@ -164,7 +164,7 @@ class Routes:
             endpoint=pool.endpoint, gateway_endpoint=pool.endpoint, expires_at=_stamp(made.record.expires_at),
             ca_cert=_b64(credentials.ca_bundle), client_cert=_b64(credentials.certificate),
             client_key=_b64(credentials.private_key) if credentials.private_key else None,
-            cache=self.cache_hints(pool))
+            cache=self.cache_hints(pool), size=credentials.size)
         return jsonify(answer.model_dump(by_alias=True, exclude_none=True))
 
     async def lease(self, identity: Identity, token: str | None, allocation_id: str | None

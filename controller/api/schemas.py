@@ -90,6 +90,8 @@ class AllocationResponse(_Out):
     client_cert: str
     client_key: str | None = None
     cache: CacheHints = Field(default_factory=CacheHints)
+    #: The worker's size profile (absent when the pool sets explicit resources).
+    size: str | None = None
 
 
 class CertificateResponse(_Out):

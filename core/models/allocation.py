@@ -32,9 +32,10 @@ class AllocationRequest(_Model):
     ttl: Duration | None = None
     job_id: Annotated[str, StringConstraints(pattern=JOB_ID)] | None = None
     metadata: Annotated[dict[_Key, _Value], Field(max_length=MAX_METADATA_ENTRIES)] = Field(default_factory=dict)
-    size: str | None = None
+    #: A size profile (``sm``…``xl`` or a plugin's), capped at the pool's ``maxSize``.
+    size: Annotated[str, StringConstraints(min_length=1, max_length=63)] | None = None
     #: PEM PKCS#10; when present the server signs it and returns no private key.
-    csr: str | None = Field(default=None, max_length=16384)
+    csr: str | None = Field(default=None, max_length=4096)
 
     @field_validator("ttl")
     @classmethod

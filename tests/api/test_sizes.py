@@ -96,3 +96,18 @@ async def test_an_unknown_size_is_refused_before_anything_is_created(cluster: Cl
         await allocate(cluster, pool, "huge")
     assert info.value.path == "body.size" and "known: sm, md, lg, xl" in str(info.value)
     assert await cluster.workers() == []
+
+
+@pytest.mark.usefixtures("operator")
+async def test_the_api_answers_with_the_size_given_and_refuses_unknown_ones(cluster: Cluster, client: Any) -> None:
+    await cluster.pool(size="sm", maxSize="lg", scaling={"max": 3})
+    headers = cluster.token("ci-bot")
+    answer = await client.post("/api/v1/workers/allocate", headers=headers,
+                               json={"poolName": "builds", "size": "xl"})
+    assert answer.status_code == 200, await answer.get_data()
+    assert (await answer.get_json())["size"] == "lg"  # capped at maxSize
+    refused = await client.post("/api/v1/workers/allocate", headers=headers,
+                                json={"poolName": "builds", "size": "huge"})
+    assert refused.status_code == 400
+    assert "body.size" in (await refused.get_json())["message"]
+    assert len(await cluster.workers()) == 1
