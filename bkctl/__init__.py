@@ -1,3 +1,4 @@
-"""``bkctl``: the CI-side client of the allocation API (allocate, release, renew, status, pools, env)."""
+"""``bkctl``: the CI-side client of the allocation API (build, allocate, env, release, renew, status, pools,
+doctor)."""
 
 __all__: list[str] = []

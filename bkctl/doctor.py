@@ -25,7 +25,7 @@ import httpx
 from buildkit_controller.bkctl import render
 from buildkit_controller.bkctl.allocate import allocate_worker, gateway_address, gateway_server_name, release_worker
 from buildkit_controller.bkctl.certs import CertFiles
-from buildkit_controller.bkctl.client import DEFAULT_TIMEOUT, http_error, json_object
+from buildkit_controller.bkctl.client import DEFAULT_TIMEOUT, ApiClient, http_error, json_object
 from buildkit_controller.bkctl.credentials import find_credential
 from buildkit_controller.bkctl.errors import (
     EXIT_API,
@@ -130,20 +130,20 @@ def _skew(response: httpx.Response, local: datetime.datetime) -> float | None:
 
 def check_api(doctor: Doctor) -> None:
     """Reachability (health), then the clock against the answer's ``Date``, then the version."""
-    client = doctor.opts.client()
+    client, endpoint = doctor.opts.client(), doctor.opts.endpoint.rstrip("/")
     with doctor.check("api"):
         before = datetime.datetime.now(datetime.UTC)
         response = client.request("GET", "/api/v1/health", auth=False)
         local = before + (datetime.datetime.now(datetime.UTC) - before) / 2
-        endpoint = doctor.opts.endpoint.rstrip("/")
         if response.status_code != httpx.codes.OK:
             raise http_error(response, endpoint)
         if json_object(response, endpoint).get("status") != "ok":
             raise BkctlError(EXIT_WRONG_ENDPOINT, f"{endpoint}/api/v1/health did not answer {{\"status\": \"ok\"}}")
         doctor.passed("api", f"{endpoint} answered /api/v1/health")
         _check_clock(doctor, _skew(response, local))
-        _check_version(doctor, client.request("GET", "/api/v1/openapi.json", auth=False), endpoint)
-    if not doctor.ok("api"):
+    if doctor.ok("api"):
+        _check_version(doctor, client, endpoint)
+    else:
         doctor.skipped("clock", "needs a reachable API")
         doctor.skipped("version", "needs a reachable API")
 
@@ -161,10 +161,10 @@ def _check_clock(doctor: Doctor, skew: float | None) -> None:
         doctor.passed("clock", f"within {MAX_CLOCK_SKEW:.0f} s of the API's (measured {round(skew):+d} s)")
 
 
-def _check_version(doctor: Doctor, response: httpx.Response, endpoint: str) -> None:
+def _check_version(doctor: Doctor, client: ApiClient, endpoint: str) -> None:
     mine = _bkctl_version()
     with doctor.check("version"):
-        info = json_object(response, endpoint).get("info") or {}
+        info = json_object(client.request("GET", "/api/v1/openapi.json", auth=False), endpoint).get("info") or {}
         theirs = str(info.get("version", "unknown"))
         if theirs.split(".")[:2] != mine.split(".")[:2]:
             doctor.failed("version", f"the API is {theirs}, bkctl is {mine}",

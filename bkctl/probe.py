@@ -45,8 +45,12 @@ class TlsResult:
 
 def check_client_certificate(files: CertFiles, allocation_id: str) -> str:
     """Verify the client certificate was issued by the returned CA bundle, is current, names the allocation."""
-    cert = x509.load_pem_x509_certificate(files.client_cert.read_bytes())
-    bundle = x509.load_pem_x509_certificates(files.ca_cert.read_bytes())
+    try:
+        cert = x509.load_pem_x509_certificate(files.client_cert.read_bytes())
+        bundle = x509.load_pem_x509_certificates(files.ca_cert.read_bytes())
+    except ValueError as exc:
+        raise ProbeError(f"the returned certificates cannot be parsed ({exc})",
+                         "report this to the operator: the API returned malformed caCert/clientCert") from None
     issuer = next((ca for ca in bundle if _issued_by(cert, ca)), None)
     if issuer is None:
         raise ProbeError("the client certificate is not signed by any CA in the returned caCert bundle",
@@ -57,12 +61,18 @@ def check_client_certificate(files: CertFiles, allocation_id: str) -> str:
         raise ProbeError(f"the client certificate is valid {cert.not_valid_before_utc} to "
                          f"{cert.not_valid_after_utc}, not now ({now:%Y-%m-%d %H:%M:%S} UTC here)",
                          "fix this machine's clock (see the clock check)")
-    uris = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
-        x509.UniformResourceIdentifier)
-    if f"buildkit://allocation/{allocation_id}" not in uris:
+    if f"buildkit://allocation/{allocation_id}" not in (uris := _uris(cert)):
         raise ProbeError(f"the client certificate names {uris}, not allocation {allocation_id}",
                          "report this to the operator: the API signed a certificate for another allocation")
     return f"signed by {issuer.subject.rfc4514_string()}, valid until {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
+
+
+def _uris(cert: x509.Certificate) -> list[str]:
+    try:
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return names.get_values_for_type(x509.UniformResourceIdentifier)
 
 
 def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
@@ -91,7 +101,7 @@ def _worker_answers(tls: ssl.SSLSocket) -> bool:
     tls.sendall(_H2_PREFACE + _H2_EMPTY_SETTINGS)
     try:
         header = tls.recv(9)
-    except TimeoutError:
+    except (TimeoutError, ConnectionResetError, BrokenPipeError):  # the gateway hung up or never answered
         return False
     return len(header) == 9 and header[3] == _H2_SETTINGS
 

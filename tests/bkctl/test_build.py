@@ -11,13 +11,16 @@ over kubesim (the emulated Kubernetes API server).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import signal
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +35,7 @@ from buildkit_controller.core.models import Worker
 from buildkit_controller.core.settings import PluginSettings
 from kubesim import KubeSim
 
-from .conftest import BKCTL, Api, Result, bkctl, clean_env, serving
+from .conftest import BKCTL, Api, FakeServer, Reply, Result, bkctl, clean_env, serving
 
 GATEWAY = "tcp://builds.default.svc:1235"  # the pool's gatewayEndpoint, as the API returns it
 CACHE_FROM = "type=registry,ref=registry.example/cache:builds"
@@ -210,27 +213,49 @@ async def test_missing_docker(api: Api, tmp_path: Path) -> None:
     assert [Worker.from_body(w).allocation for w in workers] == [None, None]  # nothing was allocated
 
 
-async def signal_mid_build(api: Api, docker: FakeDocker, signum: int) -> Result:
-    proc = await asyncio.create_subprocess_exec(
-        BKCTL, "build", "-p", "builds", "--", ".", env=clean_env(docker.env(api, FAKE_DOCKER_SLEEP="30")),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    deadline = time.monotonic() + 20
-    while not any(c.get("started") for c in docker.calls()):
-        assert time.monotonic() < deadline, "the build never started"
-        await asyncio.sleep(0.05)
-    proc.send_signal(signum)  # to bkctl alone, as `kill` or a CI runner would: bkctl forwards it
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=20)
+async def signal_when(ready: Callable[[], bool], signum: int, *args: str, env: dict[str, str]) -> Result:
+    """Run bkctl (in a session of its own), send it ``signum`` once ``ready()``; kill what is left after."""
+    proc = await asyncio.create_subprocess_exec(BKCTL, *args, env=clean_env(env), stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not ready():
+            assert time.monotonic() < deadline, "bkctl never got there"
+            await asyncio.sleep(0.05)
+        proc.send_signal(signum)  # to bkctl alone, as `kill` or a CI runner would: bkctl forwards it
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=20)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # bkctl and its docker child, if a check above failed
     assert proc.returncode is not None
     return Result(proc.returncode, out.decode(), err.decode())
+
+
+def build_started(docker: FakeDocker) -> Callable[[], bool]:
+    return lambda: any(c.get("started") for c in docker.calls())
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 async def test_signal_is_forwarded_then_everything_is_cleaned_up(api: Api, docker: FakeDocker,
                                                                  signum: signal.Signals) -> None:
     started = time.monotonic()
-    result = await signal_mid_build(api, docker, signum)
+    result = await signal_when(build_started(docker), signum, "build", "-p", "builds", "--", ".",
+                               env=docker.env(api, FAKE_DOCKER_SLEEP="30"))
     assert result.code == 128 + signum, result.err
     assert time.monotonic() - started < 15  # did not sit out the 30 s build
     assert [c["signal"] for c in docker.calls() if "signal" in c] == [signum]  # forwarded once
     assert result.err == f"bkctl: interrupted by {signum.name}; cleaned up\n"
     await assert_cleaned_up(docker, api)
+
+
+async def test_signal_while_waiting_for_the_allocation(fake: FakeServer, docker: FakeDocker) -> None:
+    """Nothing to clean up yet: bkctl stops at once, and docker is never run."""
+    def queued(_: BaseHTTPRequestHandler) -> Reply:
+        time.sleep(2)
+        return Reply(503, b'{"error": "no_capacity", "message": "full"}')
+    fake.routes["/api/v1/workers/allocate"] = queued
+    env = {"BKCTL_ENDPOINT": fake.url, "BKCTL_TOKEN": "t", "BKCTL_DOCKER": str(docker.path)}
+    result = await signal_when(lambda: "/api/v1/workers/allocate" in fake.seen, signal.SIGTERM,
+                               "build", "-p", "builds", "--", ".", env=env)
+    assert (result.code, result.err) == (128 + signal.SIGTERM, "bkctl: interrupted by SIGTERM while allocating\n")
+    assert docker.calls() == []
