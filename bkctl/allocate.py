@@ -98,7 +98,7 @@ def _print(answer: dict[str, Any], files: CertFiles, output: str, gateway_overri
     if output == "json":
         click.echo(render.as_json({**answer, **files.as_json(), "buildkitHost": render.buildkit_host(gateway)}))
     elif output == "env":
-        click.echo(render.allocation_env(answer, files, gateway))
+        click.echo(render.allocation_env(answer, files, gateway, gateway_server_name(answer)))
     else:
         click.echo(render.allocation_text(answer, files, gateway))
 
@@ -121,8 +121,9 @@ def allocate_command(opts: Options, gateway_endpoint: str | None, **wanted: Any)
 def env_command(opts: Options, gateway_endpoint: str | None, **wanted: Any) -> None:
     """Allocate a worker and print shell exports: eval "$(bkctl env -p POOL)".
 
-    Exports BUILDKIT_HOST, BKCTL_ALLOCATION_TOKEN, BKCTL_ALLOCATION_ID, BKCTL_WORKER, BKCTL_EXPIRES_AT,
-    BKCTL_CERTS_DIR, BKCTL_CA_CERT, BKCTL_CLIENT_CERT and BKCTL_CLIENT_KEY. --output is ignored.
+    Exports BUILDKIT_HOST, BKCTL_TLS_SERVER_NAME, BKCTL_ALLOCATION_TOKEN, BKCTL_ALLOCATION_ID,
+    BKCTL_WORKER, BKCTL_EXPIRES_AT, BKCTL_CERTS_DIR, BKCTL_CA_CERT, BKCTL_CLIENT_CERT and
+    BKCTL_CLIENT_KEY. --output is ignored.
     """
     answer, files = allocate_worker(opts, **wanted)
     _print(answer, files, "env", gateway_endpoint)

@@ -21,9 +21,12 @@ def buildkit_host(gateway: str) -> str:
     return f"tcp://{gateway.removeprefix('tcp://')}"
 
 
-def allocation_env(answer: Mapping[str, Any], files: CertFiles, gateway: str) -> str:
+def allocation_env(answer: Mapping[str, Any], files: CertFiles, gateway: str, server_name: str) -> str:
+    """``server_name`` is the name on the gateway's certificate (for ``--tlsservername`` when
+    BUILDKIT_HOST is an overridden address)."""
     exports = {
         "BUILDKIT_HOST": buildkit_host(gateway),
+        "BKCTL_TLS_SERVER_NAME": server_name,
         "BKCTL_WORKER": answer.get("workerName", ""),
         "BKCTL_ALLOCATION_ID": answer.get("allocationId", ""),
         "BKCTL_ALLOCATION_TOKEN": answer.get("token", ""),

@@ -36,9 +36,12 @@ def free_port() -> int:
 
 
 def walkthrough() -> str:
+    """The README's two walkthrough blocks (bkctl, then the seed's curl), as one script."""
     readme = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```bash\n(.*?)```", readme, re.DOTALL)
-    return next(block for block in blocks if "workers/allocate" in block)
+    bkctl = next(block for block in blocks if "bkctl allocate" in block)
+    curl = next(block for block in blocks if "workers/allocate" in block)
+    return bkctl + curl
 
 
 @pytest.fixture
@@ -69,15 +72,21 @@ def test_readme_walkthrough_works_verbatim_against_dev_mode(dev: tuple[subproces
     assert process.poll() is None, (workdir / "dev.log").read_text()[-3000:]
     env = {**os.environ, "KUBECONFIG": str(workdir / ".dev" / "kubeconfig")}
     wait_for_pool(workdir)
+    (workdir / ".venv").symlink_to(ROOT / ".venv")  # the README runs from the checkout: .venv/bin on PATH
     script = walkthrough().replace("127.0.0.1:8082", f"127.0.0.1:{port}")
     result = run_shell(script, workdir, env)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "URI:buildkit://allocation/" in result.stdout
-    assert "Allocated" in result.stdout
-    assert '"released"' in result.stdout
+    assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-3000:]
+    out = result.stdout
+    assert "[FAIL]" not in out and out.count("[ ok ]") >= 8, out  # doctor: every check, gateway included
+    worker = re.search(r"^workerName:\s+(\S+)", out, re.MULTILINE)  # bkctl status
+    assert worker, out
+    assert f"kubesim-{worker.group(1)}" in out  # ListWorkers through the gateway reached that worker
+    assert re.search(r"^default\s+my-buildkit-pool\s+Running", out, re.MULTILINE), out  # bkctl pools
+    assert "URI:buildkit://allocation/" in out  # the seed's curl recipe
+    assert "Allocated" in out
+    assert out.count('"released"') == 1  # curl's release; bkctl release prints text
     metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
-    assert 'buildkit_worker_ready_seconds_count{pool="default/my-buildkit-pool"} 1.0' in metrics
-    assert 'buildkit_worker_allocations_total{pool="default/my-buildkit-pool",result="success"} 1.0' in metrics
+    assert 'buildkit_worker_allocations_total{pool="default/my-buildkit-pool",result="success"} 3.0' in metrics
     token = (workdir / ".dev" / "token").read_text().strip()
     allocation_token = __import__("json").loads((workdir / "certs.json").read_text())["token"]
     log = (workdir / "dev.log").read_text()

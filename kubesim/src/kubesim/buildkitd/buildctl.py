@@ -58,10 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     except grpc.RpcError as exc:
         print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 1
-    print(f"{'ID':<32}PLATFORMS")
+    width = max([len(w.ID) for w in reply.record] + [30]) + 2  # columns like buildctl's tabwriter
+    print(f"{'ID':<{width}}PLATFORMS")
     for worker in reply.record:
         platforms = ",".join(f"{p.OS}/{p.Architecture}" for p in worker.platforms)
-        print(f"{worker.ID:<32}{platforms}")
+        print(f"{worker.ID:<{width}}{platforms}")
     return 0
 
 
