@@ -122,10 +122,10 @@ class Proxy:
         self._link(client, upstream, route, context)
 
     def _link(self, client: Half, upstream: Half, route: Route, context: Any) -> None:
-        ssl_object = upstream.transport.get_extra_info("ssl_object")
+        ssl_object = upstream.transport.get_extra_info("ssl_object") if upstream.transport else None
         if ssl_object is not None and ssl_object.session_reused:
             self._metrics.resumed.inc()
-        if self._config.worker_session_reuse:
+        if self._config.worker_session_reuse and ssl_object is not None and context.wants(ssl_object):
             # TLS 1.3 tickets arrive just after the handshake: keep one for the next connection.
             asyncio.get_running_loop().call_later(0.05, context.remember, ssl_object)
         link = Link(client=client, upstream=upstream, worker=route.worker,

@@ -98,6 +98,11 @@ class Half(asyncio.BufferedProtocol):
             self.link.half_lost()
         elif self.peer is not None and self.peer.transport is not None:
             self.peer.transport.close()
+        # Nothing calls this half any more: drop what ties it into reference cycles (link, peer,
+        # transport ↔ protocol, the pending sink), so that reference counting frees the whole
+        # connection, OpenSSL's objects included, now rather than at the next full collection.
+        self.transport = self.peer = self.link = self._pending = None
+        self._forward = _dropped
 
 
 class Link:
@@ -117,14 +122,14 @@ class Link:
 
     def start(self) -> None:
         """Flush what either side sent before the link existed, then pipe both ways."""
+        if self.client.lost or self.upstream.lost:  # one side went away while we connected
+            self.half_lost()
+            return
         for source, target in ((self.client, self.upstream), (self.upstream, self.client)):
             for chunk in source.pending():
                 target.transport.write(chunk)
         self.client.forward_to(self.upstream)
         self.upstream.forward_to(self.client)
-        if self.client.lost or self.upstream.lost:  # one side went away while we connected
-            self.half_lost()
-            return
         self.client.transport.resume_reading()
         self.upstream.transport.resume_reading()
 
@@ -145,6 +150,10 @@ class Link:
         if not self.closed:
             self.closed = True
             self._on_closed(self)
+
+
+def _dropped(data: memoryview) -> None:
+    """Where a closed half would forward to (nothing arrives after ``connection_lost``)."""
 
 
 def _abort_if_open(half: Half) -> None:

@@ -10,9 +10,12 @@ handshake (nginx's ``proxy_ssl_session_reuse``); a session never goes to another
 
 from __future__ import annotations
 
+import _ssl
+import ctypes
 import logging
 import os
 import ssl
+import sys
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -57,32 +60,129 @@ def server_context(files: CertificateFiles) -> ssl.SSLContext:
     return ctx
 
 
+class _NativeSession:
+    """``SSL_set_session`` on the ``SSL`` that CPython wraps, without CPython's copy of the session.
+
+    CPython's ``session=`` (and the ``.session`` setter) first duplicates the session through DER
+    (``i2d``/``d2i``, a workaround for an OpenSSL 1.1.0 bug), which re-parses the worker's
+    certificate: about 0.2 ms of OpenSSL 3.0 per connection, the largest single cost of a resumed
+    worker connection after the handshake itself. nginx and HAProxy hand the same ``SSL_SESSION``
+    to ``SSL_set_session``; so does this, through the libssl that ``_ssl`` is linked against.
+
+    It reads three pointers that CPython keeps right after the object header (``SSL *`` of an
+    ``_ssl._SSLSocket``, ``SSL_CTX *`` of an ``_ssl._SSLContext``, ``SSL_SESSION *`` of an
+    ``SSLSession``; the layout tools such as sslkeylog also rely on, unchanged since Python 3.6),
+    checks them against OpenSSL once (:meth:`check`) and per session (:meth:`pointer`), and is not
+    used at all when anything does not match: the stdlib path (with its copy) stays the fallback.
+    """
+
+    def __init__(self) -> None:
+        if sys.implementation.name != "cpython":
+            raise RuntimeError("not CPython")
+        lib = ctypes.CDLL(_ssl.__file__)  # its symbols resolve through _ssl's own libssl
+        vp = ctypes.c_void_p
+        self._set = _function(lib, "SSL_set_session", ctypes.c_int, vp, vp)
+        self._ssl_ctx = _function(lib, "SSL_get_SSL_CTX", vp, vp)
+        self._ctx_options = _function(lib, "SSL_CTX_get_options", ctypes.c_uint64, vp)
+        self._session_time = _function(lib, "SSL_SESSION_get_time", ctypes.c_long, vp)
+        self._session_timeout = _function(lib, "SSL_SESSION_get_timeout", ctypes.c_long, vp)
+        self._offset = object.__basicsize__  # the first field after PyObject_HEAD
+        self._ssl_offset = self._offset + ctypes.sizeof(vp)  # after ``PyObject *Socket``
+        for kind, least in ((_ssl._SSLContext, self._offset), (getattr(_ssl, "_SSLSocket"), self._ssl_offset),  # noqa: B009
+                            (ssl.SSLSession, self._offset)):
+            if kind.__basicsize__ < least + ctypes.sizeof(vp):
+                raise RuntimeError(f"unexpected layout of {kind.__name__}")
+
+    def _field(self, obj: object, offset: int) -> int:
+        return ctypes.c_void_p.from_address(id(obj) + offset).value or 0
+
+    def check(self, context: ssl.SSLContext) -> None:
+        """Raise unless the pointers read from ``context`` and an SSL object of it agree with
+        OpenSSL (the SSL object's ``SSL_CTX`` is the context's; the options read back match)."""
+        ctx = self._field(context, self._offset)
+        if not ctx or self._ctx_options(ctx) != int(context.options):
+            raise RuntimeError("SSLContext layout not recognised")
+        probe = context.wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO(), server_hostname="probe.invalid")
+        if self._ssl_ctx(self._field(probe._sslobj, self._ssl_offset)) != ctx:  # type: ignore[attr-defined]
+            raise RuntimeError("SSLObject layout not recognised")
+
+    def pointer(self, session: ssl.SSLSession) -> int:
+        """The ``SSL_SESSION *`` of ``session``, or 0 if it does not read back as that session."""
+        pointer = self._field(session, self._offset)
+        if (pointer and self._session_time(pointer) == session.time
+                and self._session_timeout(pointer) == session.timeout):
+            return pointer
+        return 0
+
+    def offer(self, ssl_object: ssl.SSLObject, pointer: int) -> bool:
+        """Offer the session at ``pointer`` on a new, not yet started ``ssl_object``."""
+        ssl = self._field(ssl_object._sslobj, self._ssl_offset)  # type: ignore[attr-defined]
+        return bool(self._set(ssl, pointer) == 1)
+
+
+def _function(lib: ctypes.CDLL, name: str, restype: Any, *argtypes: Any) -> Any:
+    function = getattr(lib, name)
+    function.restype, function.argtypes = restype, list(argtypes)
+    return function
+
+
+_native: list[_NativeSession | None] = []  # decided once per process: [] until then
+
+
+def _native_session(context: ssl.SSLContext) -> _NativeSession | None:
+    if not _native:
+        native: _NativeSession | None
+        try:
+            native = _NativeSession()
+            native.check(context)
+        except (OSError, AttributeError, RuntimeError, ValueError) as exc:
+            log.info("worker sessions are resumed through the stdlib (one copy per connection): %s", exc)
+            native = None
+        _native.append(native)
+    return _native[0]
+
+
 class _ResumingContext(ssl.SSLContext):
     """Offers the last session seen on this context. asyncio's and uvloop's SSL protocols create
     their SSL objects through ``wrap_bio``, so overriding it is the one hook both honour."""
 
     last_session: ssl.SSLSession | None = None
+    _last_pointer = 0  # its SSL_SESSION * when offered natively
+    _native: _NativeSession | None = None
     remembered_at = float("-inf")
 
     def wrap_bio(self, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO, server_side: bool = False,
                  server_hostname: str | bytes | None = None,
                  session: ssl.SSLSession | None = None) -> ssl.SSLObject:
-        return super().wrap_bio(incoming, outgoing, server_side, server_hostname,
-                                session=session or self.last_session)
+        if session is not None or not self._last_pointer:
+            return super().wrap_bio(incoming, outgoing, server_side, server_hostname,
+                                    session=session or self.last_session)
+        ssl_object = super().wrap_bio(incoming, outgoing, server_side, server_hostname)
+        assert self._native is not None  # a pointer is only kept with it
+        self._native.offer(ssl_object, self._last_pointer)  # refused: a full handshake, no harm
+        return ssl_object
+
+    def wants(self, ssl_object: Any) -> bool:
+        """Whether :meth:`remember` would keep anything from this connection (cheap)."""
+        return not (ssl_object.session_reused and time.monotonic() - self.remembered_at < _SESSION_REFRESH)
 
     def remember(self, ssl_object: Any) -> None:
         """Keep ``ssl_object``'s session if it can be resumed (TLS 1.3: once a ticket arrived).
 
-        Reading ``.session`` costs about 0.4 ms (CPython copies the session through DER, peer
+        Reading ``.session`` costs about 0.2-0.4 ms (CPython copies the session through DER, peer
         certificate included), so a connection that resumed the kept session does not replace it
         until it is a few minutes old; servers accept a ticket more than once (OpenSSL, Go).
         """
-        now = time.monotonic()
-        if ssl_object.session_reused and now - self.remembered_at < _SESSION_REFRESH:
+        if not self.wants(ssl_object):
             return
         session = ssl_object.session
         if session is not None and session.has_ticket:
-            self.last_session, self.remembered_at = session, now
+            if self._native is None:
+                self._native = _native_session(self)
+            # The kept SSLSession owns the SSL_SESSION the pointer names: they go together.
+            pointer = self._native.pointer(session) if self._native is not None else 0
+            self.last_session, self._last_pointer = session, pointer
+            self.remembered_at = time.monotonic()
 
 
 def client_context(files: CertificateFiles, server_name: str, alpn: str | None) -> _ResumingContext:

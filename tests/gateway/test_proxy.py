@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import os
+import weakref
 from pathlib import Path
 
 from buildkit_controller.gateway.server import Gateway
@@ -89,3 +91,28 @@ async def test_a_worker_serving_another_name_is_not_trusted(gateway: Gateway, po
         assert impostor.connections == 0  # the TLS handshake failed: nothing was relayed
     finally:
         await impostor.stop()
+
+
+async def test_a_closed_connection_is_freed_without_the_garbage_collector(
+        gateway: Gateway, pool_pki: PoolPKI, workers: Workers, echo_worker) -> None:
+    # Cyclic garbage per connection (halves, link, transports, OpenSSL objects) would wait for a
+    # full collection, whose pauses grow with the heap: reference counting must free it all.
+    cert = pool_pki.allocation_cert("k" * 32)
+    await workers.create("w1", endpoint=echo_worker.endpoint, cert=cert, allocation_id="k" * 32)
+    await wait_for(lambda: gateway.cache._by_allocation.get("k" * 32))
+    gc.collect()
+    gc.disable()
+    try:
+        reader, writer = await open_client(gateway, pool_pki.client_context(cert))
+        writer.write(b"x")
+        assert await asyncio.wait_for(reader.read(1), 5) == b"x"
+        (link,) = gateway.proxy.links
+        refs = [weakref.ref(x) for x in (link, link.client, link.upstream,
+                                         link.client.transport.get_extra_info("ssl_object"),
+                                         link.upstream.transport.get_extra_info("ssl_object"))]
+        del link
+        writer.close()
+        await wait_for(lambda: not gateway.proxy.links)
+        await wait_for(lambda: all(ref() is None for ref in refs))
+    finally:
+        gc.enable()
