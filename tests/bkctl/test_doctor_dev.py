@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,3 +105,30 @@ def test_gateway_with_a_certificate_from_another_ca(dev: Dev) -> None:
     assert lines[failed[0] + 1].startswith("       fix: the address is not this pool's gateway (check "
                                            "--gateway-endpoint/BKCTL_GATEWAY_ENDPOINT)")
     assert lines[-1].startswith("[ ok ] release: allocation ")
+
+
+@pytest.mark.timeout(240)
+def test_allocate_status_pools_and_release_against_the_dev_mode(dev: Dev) -> None:
+    def bkctl(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([BKCTL, *args], env=dev.env, capture_output=True, text=True, timeout=180, check=False)
+
+    allocated = bkctl("allocate", "--pool", POOL, "--output", "json")
+    assert allocated.returncode == 0, allocated.stderr
+    answer = json.loads(allocated.stdout)
+    assert answer.keys() >= {"workerName", "token", "endpoint", "gatewayEndpoint", "expiresAt", "caCert",
+                             "clientCert", "allocationId"}
+    assert "clientKey" not in answer  # the CSR path
+    status = bkctl("status", answer["token"], "-o", "json")
+    assert json.loads(status.stdout)["phase"] == "Allocated"
+    pools = bkctl("pools")
+    assert "allocated=1" in pools.stdout and POOL in pools.stdout
+    assert bkctl("release", answer["token"]).returncode == 0
+    env = {**os.environ, "KUBECONFIG": str(dev.workdir / ".dev" / "kubeconfig")}
+    get = ["kubectl", "get", "bkw", answer["workerName"], "--ignore-not-found", "-o", "name"]
+    for _ in range(60):  # the worker drains (preStop), then goes
+        if not subprocess.run(get, env=env, capture_output=True, text=True, timeout=60, check=True).stdout.strip():
+            break
+        time.sleep(1)
+    else:
+        raise AssertionError(f"worker {answer['workerName']} still there a minute after the release")
+    shutil.rmtree(answer["certsDir"])
