@@ -57,23 +57,33 @@ def server_context(files: CertificateFiles) -> ssl.SSLContext:
     ctx.load_cert_chain(files.folder / "tls.crt", files.folder / "tls.key")
     ctx.load_verify_locations(cafile=files.folder / "ca.crt")
     ctx.set_alpn_protocols(list(ALPN_PROTOCOLS))
+    _no_auto_chain(ctx)
     return ctx
 
 
-class _NativeSession:
-    """``SSL_set_session`` on the ``SSL`` that CPython wraps, without CPython's copy of the session.
+#: ``SSL_CTX_set_mode`` is a macro over ``SSL_CTX_ctrl``; values from OpenSSL's ``ssl.h``.
+_SSL_CTRL_MODE, _SSL_MODE_NO_AUTO_CHAIN = 33, 0x8
 
-    CPython's ``session=`` (and the ``.session`` setter) first duplicates the session through DER
-    (``i2d``/``d2i``, a workaround for an OpenSSL 1.1.0 bug), which re-parses the worker's
-    certificate: about 0.2 ms of OpenSSL 3.0 per connection, the largest single cost of a resumed
-    worker connection after the handshake itself. nginx and HAProxy hand the same ``SSL_SESSION``
-    to ``SSL_set_session``; so does this, through the libssl that ``_ssl`` is linked against.
 
-    It reads three pointers that CPython keeps right after the object header (``SSL *`` of an
-    ``_ssl._SSLSocket``, ``SSL_CTX *`` of an ``_ssl._SSLContext``, ``SSL_SESSION *`` of an
-    ``SSLSession``; the layout tools such as sslkeylog also rely on, unchanged since Python 3.6),
-    checks them against OpenSSL once (:meth:`check`) and per session (:meth:`pointer`), and is not
-    used at all when anything does not match: the stdlib path (with its copy) stays the fallback.
+class _Native:
+    """The few OpenSSL calls the stdlib does not offer, on the objects CPython wraps.
+
+    - ``SSL_set_session`` without CPython's copy: the stdlib's ``session=`` first duplicates the
+      session through DER (``i2d``/``d2i``, a workaround for an OpenSSL 1.1.0 bug), re-parsing the
+      worker's certificate: about 0.2 ms of OpenSSL 3.0 per resumed worker connection, as much as
+      the rest of its resumption. nginx and HAProxy hand the same ``SSL_SESSION`` to
+      ``SSL_set_session``.
+    - ``SSL_MODE_NO_AUTO_CHAIN`` (nginx sets it on every context): without it, a certificate file
+      holding just the leaf makes OpenSSL build the chain from the trust store at *every*
+      handshake (a full ``X509_verify_cert`` of our own certificate) and send the CA certificate
+      along, which the peer then parses for nothing.
+
+    Calls go through the libssl ``_ssl`` itself is linked against. Three pointers are read where
+    CPython keeps them, right after the object header (``SSL_CTX *`` of an ``_ssl._SSLContext``,
+    ``SSL *`` after ``PyObject *Socket`` in an ``_ssl._SSLSocket``, ``SSL_SESSION *`` of an
+    ``SSLSession``: the layout tools such as sslkeylog rely on, unchanged since Python 3.6), and
+    each is checked against OpenSSL before use (options, owning context, session time). If
+    anything does not match, :func:`_openssl` returns None and the stdlib paths are used.
     """
 
     def __init__(self) -> None:
@@ -84,6 +94,7 @@ class _NativeSession:
         self._set = _function(lib, "SSL_set_session", ctypes.c_int, vp, vp)
         self._ssl_ctx = _function(lib, "SSL_get_SSL_CTX", vp, vp)
         self._ctx_options = _function(lib, "SSL_CTX_get_options", ctypes.c_uint64, vp)
+        self._ctx_ctrl = _function(lib, "SSL_CTX_ctrl", ctypes.c_long, vp, ctypes.c_int, ctypes.c_long, vp)
         self._session_time = _function(lib, "SSL_SESSION_get_time", ctypes.c_long, vp)
         self._session_timeout = _function(lib, "SSL_SESSION_get_timeout", ctypes.c_long, vp)
         self._offset = object.__basicsize__  # the first field after PyObject_HEAD
@@ -92,21 +103,25 @@ class _NativeSession:
                             (ssl.SSLSession, self._offset)):
             if kind.__basicsize__ < least + ctypes.sizeof(vp):
                 raise RuntimeError(f"unexpected layout of {kind.__name__}")
+        probe = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ssl_object = probe.wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO(), server_hostname="probe.invalid")
+        if self._ssl_ctx(self._field(ssl_object._sslobj, self._ssl_offset)) != self.ctx(probe):  # type: ignore[attr-defined]
+            raise RuntimeError("SSLObject layout not recognised")
 
     def _field(self, obj: object, offset: int) -> int:
         return ctypes.c_void_p.from_address(id(obj) + offset).value or 0
 
-    def check(self, context: ssl.SSLContext) -> None:
-        """Raise unless the pointers read from ``context`` and an SSL object of it agree with
-        OpenSSL (the SSL object's ``SSL_CTX`` is the context's; the options read back match)."""
-        ctx = self._field(context, self._offset)
-        if not ctx or self._ctx_options(ctx) != int(context.options):
+    def ctx(self, context: ssl.SSLContext) -> int:
+        """The ``SSL_CTX *`` of ``context``, checked: OpenSSL reads back the same options."""
+        pointer = self._field(context, self._offset)
+        if not pointer or self._ctx_options(pointer) != int(context.options):
             raise RuntimeError("SSLContext layout not recognised")
-        probe = context.wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO(), server_hostname="probe.invalid")
-        if self._ssl_ctx(self._field(probe._sslobj, self._ssl_offset)) != ctx:  # type: ignore[attr-defined]
-            raise RuntimeError("SSLObject layout not recognised")
+        return pointer
 
-    def pointer(self, session: ssl.SSLSession) -> int:
+    def set_mode(self, context: ssl.SSLContext, mode: int) -> bool:
+        return bool(self._ctx_ctrl(self.ctx(context), _SSL_CTRL_MODE, mode, None) & mode == mode)
+
+    def session(self, session: ssl.SSLSession) -> int:
         """The ``SSL_SESSION *`` of ``session``, or 0 if it does not read back as that session."""
         pointer = self._field(session, self._offset)
         if (pointer and self._session_time(pointer) == session.time
@@ -114,10 +129,10 @@ class _NativeSession:
             return pointer
         return 0
 
-    def offer(self, ssl_object: ssl.SSLObject, pointer: int) -> bool:
-        """Offer the session at ``pointer`` on a new, not yet started ``ssl_object``."""
+    def offer(self, ssl_object: ssl.SSLObject, session: int) -> bool:
+        """Offer the session at ``session`` on a new, not yet started ``ssl_object``."""
         ssl = self._field(ssl_object._sslobj, self._ssl_offset)  # type: ignore[attr-defined]
-        return bool(self._set(ssl, pointer) == 1)
+        return bool(self._set(ssl, session) == 1)
 
 
 def _function(lib: ctypes.CDLL, name: str, restype: Any, *argtypes: Any) -> Any:
@@ -126,20 +141,30 @@ def _function(lib: ctypes.CDLL, name: str, restype: Any, *argtypes: Any) -> Any:
     return function
 
 
-_native: list[_NativeSession | None] = []  # decided once per process: [] until then
+_native: list[_Native | None] = []  # decided once per process: [] until then
 
 
-def _native_session(context: ssl.SSLContext) -> _NativeSession | None:
+def _openssl() -> _Native | None:
     if not _native:
-        native: _NativeSession | None
+        native: _Native | None
         try:
-            native = _NativeSession()
-            native.check(context)
+            native = _Native()
         except (OSError, AttributeError, RuntimeError, ValueError) as exc:
-            log.info("worker sessions are resumed through the stdlib (one copy per connection): %s", exc)
+            log.warning("OpenSSL extras unavailable (full chain per handshake, a session copy per "
+                        "worker connection): %s", exc)
             native = None
         _native.append(native)
     return _native[0]
+
+
+def _no_auto_chain(context: ssl.SSLContext) -> None:
+    """Send the certificate file's chain as it is (see :class:`_Native`); best effort."""
+    native = _openssl()
+    if native is not None:
+        try:
+            native.set_mode(context, _SSL_MODE_NO_AUTO_CHAIN)
+        except RuntimeError as exc:
+            log.warning("OpenSSL extras unavailable for a context: %s", exc)
 
 
 class _ResumingContext(ssl.SSLContext):
@@ -148,7 +173,7 @@ class _ResumingContext(ssl.SSLContext):
 
     last_session: ssl.SSLSession | None = None
     _last_pointer = 0  # its SSL_SESSION * when offered natively
-    _native: _NativeSession | None = None
+    _native: _Native | None = None
     remembered_at = float("-inf")
 
     def wrap_bio(self, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO, server_side: bool = False,
@@ -177,10 +202,9 @@ class _ResumingContext(ssl.SSLContext):
             return
         session = ssl_object.session
         if session is not None and session.has_ticket:
-            if self._native is None:
-                self._native = _native_session(self)
+            self._native = _openssl()
             # The kept SSLSession owns the SSL_SESSION the pointer names: they go together.
-            pointer = self._native.pointer(session) if self._native is not None else 0
+            pointer = self._native.session(session) if self._native is not None else 0
             self.last_session, self._last_pointer = session, pointer
             self.remembered_at = time.monotonic()
 
@@ -194,6 +218,7 @@ def client_context(files: CertificateFiles, server_name: str, alpn: str | None) 
     ctx.check_hostname = True  # against server_name, the pool's worker DNS name
     if alpn:
         ctx.set_alpn_protocols([alpn])
+    _no_auto_chain(ctx)
     return ctx
 
 

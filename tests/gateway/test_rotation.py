@@ -85,6 +85,18 @@ async def test_worker_sessions_are_resumed(gateway: Gateway, pool_pki: PoolPKI, 
     assert context._native is not None and context._last_pointer
 
 
+def test_contexts_send_the_certificate_file_as_it_is(pool_pki: PoolPKI) -> None:
+    # Like nginx: no chain built from the trust store at every handshake, no CA certificate sent.
+    from buildkit_controller.gateway import tls
+
+    native = tls._openssl()
+    assert native is not None
+    for context in (tls.server_context(tls.CertificateFiles(pool_pki.tls_dir)),
+                    tls.client_context(tls.CertificateFiles(pool_pki.worker_client_dir), "w", None)):
+        mode = native._ctx_ctrl(native.ctx(context), tls._SSL_CTRL_MODE, 0, None)
+        assert mode & tls._SSL_MODE_NO_AUTO_CHAIN
+
+
 async def test_unreachable_worker_is_a_clear_error(gateway: Gateway, pool_pki: PoolPKI,
                                                    workers: Workers) -> None:
     cert = pool_pki.allocation_cert("s" * 32)
