@@ -12,10 +12,9 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
-import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +24,7 @@ import pytest
 
 from kubesim.buildkitd.proto import control_pb2, control_pb2_grpc
 
-ROOT = Path(__file__).resolve().parents[1]
-EXE = Path(sys.executable).parent / "buildkit-controller"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from .devmode import ROOT, free_port, running_dev
 
 
 def walkthrough() -> str:
@@ -45,20 +37,10 @@ def walkthrough() -> str:
 
 
 @pytest.fixture
-def dev(tmp_path: Path) -> tuple[subprocess.Popen[str], Path, int]:
+def dev(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path, int]]:
     port = free_port()
-    process = subprocess.Popen([str(EXE), "dev", "--workdir", str(tmp_path / ".dev"), "--api-listen",
-                                f"127.0.0.1:{port}"], cwd=ROOT, stdout=subprocess.PIPE,
-                               stderr=(tmp_path / "dev.log").open("w"), text=True, start_new_session=True)
-    assert process.stdout is not None
-    deadline = time.monotonic() + 60
-    for line in process.stdout:
-        if "is running" in line or time.monotonic() > deadline:
-            break
-    yield process, tmp_path, port
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    with running_dev(tmp_path, port) as process:
+        yield process, tmp_path, port
 
 
 def run_shell(script: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -224,14 +206,7 @@ def test_idle_timeout_deletes_a_worker_only_after_its_connections_are_gone(
     """Real traffic through the gateway moves the worker's activity; the pool's Connections column
     counts it; the worker outlives idleTimeout while connected, and goes once it is quiet."""
     port = free_port()
-    process = subprocess.Popen([str(EXE), "dev", "--workdir", str(tmp_path / ".dev"), "--api-listen",
-                                f"127.0.0.1:{port}", "--pool", idle_pool[0]], cwd=ROOT, stdout=subprocess.PIPE,
-                               stderr=(tmp_path / "dev.log").open("w"), text=True, start_new_session=True)
-    try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if "is running" in line:
-                break
+    with running_dev(tmp_path, port, "--pool", idle_pool[0]):
         wait_for_pool(tmp_path)
         env = {**os.environ, "KUBECONFIG": str(tmp_path / ".dev" / "kubeconfig")}
         answer = allocate(port, tmp_path)
@@ -257,6 +232,3 @@ def test_idle_timeout_deletes_a_worker_only_after_its_connections_are_gone(
         quiet_for = time.monotonic() - closed
         assert run_shell(gone, tmp_path, env).returncode != 0, "never deleted after going quiet"
         assert quiet_for >= 5, f"deleted {quiet_for:.1f}s after the last connection closed (idleTimeout 6s)"
-    finally:
-        os.killpg(process.pid, signal.SIGINT)
-        process.wait(timeout=60)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -25,7 +24,8 @@ import yaml
 
 from buildkit_controller.bkctl.errors import EXIT_CHECKS_FAILED
 
-from ..test_dev_mode import EXE, ROOT, free_port, service_address, wait_for_pool
+from ..devmode import free_port, running_dev
+from ..test_dev_mode import service_address, wait_for_pool
 from .conftest import BKCTL, clean_env
 
 POOL = "my-buildkit-pool"  # the dev mode's example pool
@@ -50,26 +50,11 @@ class Dev:
 def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
     workdir = tmp_path_factory.mktemp("dev")
     port = free_port()
-    with (workdir / "dev.log").open("w") as log:
-        process = subprocess.Popen([str(EXE), "dev", "--workdir", str(workdir / ".dev"), "--api-listen",
-                                    f"127.0.0.1:{port}"], cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True,
-                                   start_new_session=True)
-    try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if "is running" in line:
-                break
+    with running_dev(workdir, port):
         wait_for_pool(workdir)
         token = (workdir / ".dev" / "token").read_text().strip()
         env = clean_env({"BKCTL_ENDPOINT": f"http://127.0.0.1:{port}", "BKCTL_TOKEN": token})
         yield Dev(workdir, env, service_address(workdir))
-    finally:
-        os.killpg(process.pid, signal.SIGINT)  # the dev mode stops its pods on Ctrl-C
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 @pytest.mark.timeout(240)
