@@ -35,6 +35,9 @@ POOL_OPTIONS = [
     click.option("--ttl", default="1h", show_default=True,
                  help="Lease length (clamped by the pool's maxTokenTTL; expiresAt says what you got)."),
     click.option("--job-id", envvar="BKCTL_JOB_ID", help="CI job id recorded with the allocation [env BKCTL_JOB_ID]."),
+    click.option("--size", envvar="BKCTL_SIZE",
+                 help="Worker size profile (sm, md, lg, xl, or a plugin's), capped at the pool's maxSize "
+                      "[env BKCTL_SIZE]; default: the pool's size."),
     click.option("--gateway-endpoint", envvar="BKCTL_GATEWAY_ENDPOINT",
                  help="Use this gateway address instead of the one the API returns [env BKCTL_GATEWAY_ENDPOINT]."),
 ]
@@ -56,11 +59,13 @@ def with_options(options: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
 
 
 def request_allocation(opts: Options, pair: KeyPair | None, *, pool: str, namespace: str, ttl: str,
-                       job_id: str | None) -> dict[str, Any]:
+                       job_id: str | None, size: str | None = None) -> dict[str, Any]:
     """``POST /workers/allocate`` (with the CSR of ``pair``), waiting in the pool's queue if need be."""
     body: dict[str, Any] = {"poolName": pool, "namespace": namespace, "ttl": ttl}
     if job_id:
         body["jobId"] = job_id
+    if size:
+        body["size"] = size
     if pair is not None:
         body["csr"] = pair.csr_pem
     client = opts.client()

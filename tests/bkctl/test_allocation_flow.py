@@ -17,7 +17,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from buildkit_controller.bkctl.errors import EXIT_NOT_FOUND, EXIT_UNAVAILABLE
+from buildkit_controller.bkctl.errors import EXIT_API, EXIT_NOT_FOUND, EXIT_UNAVAILABLE
 
 from .conftest import BKCTL, Api, FakeServer, Reply, bkctl, clean_env
 
@@ -135,3 +135,14 @@ async def test_a_long_wait_shows_the_elapsed_time(fake: FakeServer) -> None:
     assert code == EXIT_UNAVAILABLE
     assert re.search(r"\r[|/\\-] Allocating a worker from pool default/builds\.\.\. 1s", shown), repr(shown)
     assert re.search(r"Allocating a worker from pool default/builds\.\.\. failed \(1\.[5-9]s\)", shown), repr(shown)
+
+
+async def test_size_is_sent_and_an_unknown_one_is_a_one_line_error(api: Api) -> None:
+    allocated = await bkctl("allocate", "-p", "builds", "--size", "xl", "-o", "json", env=api.env())
+    assert allocated.code == 0, allocated.err
+    answer = allocated.json()
+    shutil.rmtree(answer["certsDir"])
+    assert answer["size"] == "md"  # the pool sets no maxSize: its default size is the cap
+    refused = await bkctl("allocate", "-p", "builds", "-o", "json", env={**api.env(), "BKCTL_SIZE": "huge"})
+    assert refused.code == EXIT_API and refused.err.count("\n") == 1, refused.err
+    assert "body.size: unknown size 'huge'" in refused.err and "Traceback" not in refused.err
