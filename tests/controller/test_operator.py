@@ -233,3 +233,29 @@ async def test_min_changes_scale_exactly_and_down_only_after_the_delay(operator:
 
     await eventually(scaled_to_zero, timeout=40)
     assert asyncio.get_running_loop().time() - lowered >= 2.5  # not before ~4s of idleness
+
+
+async def test_a_worker_of_a_requested_size_runs_with_that_profile(operator: Kube) -> None:
+    """What the API creates for ``size: lg`` on a pool that allows up to lg: a pod sized lg whose
+    buildkitd.toml (lg's max-parallelism) comes from the pool's ConfigMap."""
+    body = pool_body({"scaling": {"min": 0, "max": 2}, "maxSize": "lg"})
+    del body["spec"]["resources"]  # the example's explicit resources would be the pool's own size
+    await operator.create(body)
+    await operator.create({"apiVersion": API_VERSION, "kind": "BuildKitWorker",
+                           "metadata": {"name": "sized", "namespace": "default",
+                                        "labels": {POOL_LABEL: "my-buildkit-pool"}},
+                           "spec": {"poolRef": {"name": "my-buildkit-pool"}, "size": "lg"}})
+
+    async def sized_pod() -> list[dict[str, Any]]:
+        return [p for p in await worker_pods(operator) if p["metadata"]["name"] == "sized"]
+
+    (pod,) = await eventually(sized_pod)
+    assert pod["spec"]["containers"][0]["resources"]["limits"] == {"cpu": "8", "memory": "8Gi"}
+    [config] = [v["configMap"] for v in pod["spec"]["volumes"] if v["name"] == "config"]
+
+    async def config_map() -> dict[str, Any]:
+        return await operator.get("v1", "ConfigMap", config["name"], "default") or {}
+
+    data = (await eventually(config_map))["data"]
+    assert "max-parallelism = 8" in data[config["items"][0]["key"]]
+    assert "max-parallelism = 4" in data["buildkitd.toml"]  # the pool's own size, md
