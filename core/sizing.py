@@ -68,12 +68,16 @@ def _of(profile: SizeProfile) -> ResolvedSize:
 
 
 def _cap(spec: PoolSpec, profiles: Mapping[str, SizeProfile]) -> SizeProfile:
-    cap_name = spec.max_size or spec.size
-    return _named(profiles, cap_name, "spec.maxSize") if cap_name else _default(profiles)
+    if spec.max_size:
+        return _named(profiles, spec.max_size, "spec.maxSize")
+    return _named(profiles, spec.size, "spec.size") if spec.size else _default(profiles)
 
 
 def requestable(spec: PoolSpec, profiles: Mapping[str, SizeProfile]) -> list[SizeProfile]:
-    """The profiles an allocation request may name and get as asked (smallest first)."""
+    """The profiles an allocation request may name and get as asked (smallest first); none when
+    the pool names no size and no plugin offers a default (a pool with explicit resources)."""
+    if not (spec.max_size or spec.size or any(p.default for p in profiles.values())):
+        return []
     cap = _cap(spec, profiles)
     return sorted((p for p in profiles.values() if p.rank <= cap.rank), key=lambda p: p.rank)
 

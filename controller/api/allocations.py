@@ -99,9 +99,11 @@ class Allocator:
         profiles = self.profiles()
         try:
             wanted = resolve_size(pool.spec, profiles, requested).profile
+            return None if wanted == resolve_size(pool.spec, profiles).profile else wanted
         except SpecError as exc:
             raise SpecError(f"body.{exc.path}" if exc.path == "size" else exc.path, exc.reason) from None
-        return None if wanted == resolve_size(pool.spec, profiles).profile else wanted
+        except ConfigError as exc:  # e.g. no sizing plugin offers a default to cap the request at
+            raise SpecError("body.size", str(exc)) from None
 
     def _profile(self, pool: Pool, size: str | None) -> str | None:
         """The profile a worker of ``size`` runs at, for the answer (``None``: explicit resources)."""
@@ -111,9 +113,10 @@ class Allocator:
             return None
 
     async def _claim(self, pool: Pool, bodies: list[dict[str, Any]], record: AllocationRecord,
-                     size: str | None) -> str | None:
+                     accept: Callable[[Worker], bool]) -> str | None:
+        """Claim an idle worker that ``accept`` likes, guarded by its resourceVersion."""
         by_name = {b["metadata"]["name"]: b for b in bodies}
-        for worker in claim_order([w for w in map(Worker.from_body, bodies) if w.size == size]):
+        for worker in claim_order([w for w in map(Worker.from_body, bodies) if accept(w)]):
             patch = {"metadata": {"resourceVersion": by_name[worker.name]["metadata"]["resourceVersion"],
                                   "labels": {ALLOCATION_LABEL: record.id}},
                      "spec": {"allocation": _record_json(record)}}
@@ -138,9 +141,24 @@ class Allocator:
 
     @staticmethod
     def _room(pool: Pool, bodies: list[dict[str, Any]]) -> bool:
-        live = [b for b in bodies if not (b["metadata"].get("deletionTimestamp")
-                                          or (b.get("status") or {}).get("phase") == "Failed")]
-        return len(live) < pool.spec.scaling.max
+        """Below ``max``, counting as the operator's admission does: a worker being deleted still
+        holds its slot until its pod has drained and gone; a failed one does not."""
+        holding = [b for b in bodies if (b.get("status") or {}).get("phase") != "Failed"]
+        return len(holding) < pool.spec.scaling.max
+
+    async def _evict(self, pool: Pool, bodies: list[dict[str, Any]], record: AllocationRecord,
+                     size: str | None) -> bool:
+        """At ``max`` with idle workers of another size only, claim one of them and delete it so that
+        a worker of ``size`` fits; one at a time (not while another worker is still going)."""
+        if any(b["metadata"].get("deletionTimestamp") for b in bodies):
+            return False
+        victim = await self._claim(pool, bodies, record, lambda w: w.size != size)
+        if victim is None:
+            return False
+        log.info("pool %s/%s: deleting idle worker %s to make room for a %s worker", pool.namespace, pool.name,
+                 victim, size or "default-size")
+        await self._discard(pool, victim)
+        return True
 
     async def _obtain(self, pool: Pool, record: AllocationRecord, size: str | None,
                       deadline: float) -> tuple[str, bool]:
@@ -148,17 +166,19 @@ class Allocator:
         loop = asyncio.get_running_loop()
         queue = self._queues[(pool.namespace, pool.name)]
         if not queue.locked():  # nobody waiting: claim without queueing (claims are race-safe anyway)
-            name = await self._claim(pool, await self._workers(pool), record, size)
+            name = await self._claim(pool, await self._workers(pool), record, lambda w: w.size == size)
             if name is not None:
                 return name, False
         async with queue:  # FIFO: asyncio.Lock wakes waiters in order
             while True:
                 bodies = await self._workers(pool)
-                name = await self._claim(pool, bodies, record, size)
+                name = await self._claim(pool, bodies, record, lambda w: w.size == size)
                 if name is not None:
                     return name, False
                 if self._room(pool, bodies):
                     return await self._create(pool, record, size), True
+                if await self._evict(pool, bodies, record, size):
+                    continue
                 if loop.time() >= deadline:
                     raise CapacityError(f"pool {pool.namespace}/{pool.name} has no free worker "
                                         f"(max {pool.spec.scaling.max})", delay=5)

@@ -29,7 +29,7 @@ from buildkit_controller.controller.reconciler.context import Context
 from buildkit_controller.controller.reconciler.events import record_event
 from buildkit_controller.controller.reconciler.status import PoolView, invalid_status, pool_status
 from buildkit_controller.core.errors import ConfigError, PermanentError, SpecError
-from buildkit_controller.core.models import Pool, ScalingDecision, Worker
+from buildkit_controller.core.models import Pool, ScalingDecision, SizeProfile, Worker
 from buildkit_controller.core.pool_certs import CertPlan, plan_pool_certificates
 from buildkit_controller.core.sizing import ResolvedSize, requestable, resolve_size
 
@@ -38,13 +38,14 @@ __all__ = ["list_workers", "reconcile_pool"]
 log = logging.getLogger(__name__)
 
 
-def _check_plugins(ctx: Context, pool: Pool) -> ResolvedSize:
-    """Resolve what the spec names through the plugins; ConfigError/SpecError if it cannot be."""
+def _check_plugins(ctx: Context, pool: Pool) -> tuple[ResolvedSize, list[SizeProfile]]:
+    """Resolve what the spec names through the plugins (the pool's size, and the sizes requests
+    may get); ConfigError/SpecError if it cannot be."""
     ctx.host.plugin("scaling", pool.spec.scaling.policy_name)
     for backend in pool.spec.cache.backends:
         ctx.host.plugin("cache", backend.type)
         ctx.host.call("cache", backend.type, "bkc_cache_validate", backend=backend, pool=pool)
-    return resolve_size(pool.spec, ctx.profiles)
+    return resolve_size(pool.spec, ctx.profiles), requestable(pool.spec, ctx.profiles)
 
 
 async def _certificates(ctx: Context, pool: Pool, body: Mapping[str, Any]) -> CertPlan:
@@ -58,12 +59,14 @@ async def _certificates(ctx: Context, pool: Pool, body: Mapping[str, Any]) -> Ce
     return plan
 
 
-async def _config(ctx: Context, pool: Pool, size: ResolvedSize) -> None:
+async def _config(ctx: Context, pool: Pool, sizes: tuple[ResolvedSize, list[SizeProfile]], plan: CertPlan) -> None:
     fragments = [ctx.host.call("cache", b.type, "bkc_cache_buildkitd_config", backend=b, pool=pool) or {}
                  for b in pool.spec.cache.backends]
+    size, offered = sizes
     sized = {p.name: buildkitd_config(pool, resolve_size(pool.spec, ctx.profiles, p.name), fragments)
-             for p in requestable(pool.spec, ctx.profiles)}
-    await ctx.kube.ensure(pool_config_map(pool, buildkitd_config(pool, size, fragments), sized))
+             for p in offered}
+    await ctx.kube.ensure(pool_config_map(pool, buildkitd_config(pool, size, fragments), sized,
+                                          worker_ca=plan.data["worker-ca"]["bundle.crt"]))
 
 
 async def _gateway(ctx: Context, pool: Pool, plan: CertPlan, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -122,7 +125,7 @@ async def reconcile_pool(ctx: Context, body: Mapping[str, Any], *, full: bool = 
     meta, previous, now = body.get("metadata") or {}, body.get("status") or {}, ctx.clock()
     try:
         pool = Pool.from_body(body)
-        size = _check_plugins(ctx, pool)
+        sizes = _check_plugins(ctx, pool)
     except (SpecError, ConfigError) as exc:
         return invalid_status(str(exc), previous, meta.get("generation"), now)
     certificates_error, gateway = None, {}
@@ -134,7 +137,7 @@ async def reconcile_pool(ctx: Context, body: Mapping[str, Any], *, full: bool = 
         except PermanentError as exc:
             certificates_error = str(exc)
         else:
-            await _config(ctx, pool, size)
+            await _config(ctx, pool, sizes, plan)
             gateway = await _gateway(ctx, pool, plan, body)
     workers = await list_workers(ctx, pool)
     decision = ctx.host.call("scaling", pool.spec.scaling.policy_name, "bkc_scaling_decide",

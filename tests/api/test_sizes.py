@@ -111,3 +111,29 @@ async def test_the_api_answers_with_the_size_given_and_refuses_unknown_ones(clus
     assert refused.status_code == 400
     assert "body.size" in (await refused.get_json())["message"]
     assert len(await cluster.workers()) == 1
+
+
+@pytest.mark.usefixtures("operator")
+async def test_at_max_an_idle_worker_of_another_size_makes_room(cluster: Cluster) -> None:
+    pool = await cluster.pool(size="md", maxSize="lg", scaling={"max": 1})
+    [warm] = await cluster.idle_workers(pool, 1)
+    name = await allocate(cluster, pool, "lg")
+    assert await sizes(cluster) == {name: "lg"}  # the warm md worker went; never more than max
+    assert warm != name
+
+
+@pytest.mark.usefixtures("operator")
+async def test_a_worker_still_going_holds_its_slot_until_it_is_gone(cluster: Cluster) -> None:
+    """The operator admits a pod only when the going worker's pod has drained: the API waits too,
+    instead of creating a worker the operator would refuse."""
+    pool = await cluster.pool(scaling={"max": 1})
+    [going] = await cluster.idle_workers(pool, 1)
+    await cluster.kube.patch(API_VERSION, "BuildKitWorker", going, "default",
+                             {"metadata": {"finalizers": ["test/draining"]}})
+    await cluster.kube.delete(API_VERSION, "BuildKitWorker", going, "default")
+    task = asyncio.create_task(allocate(cluster, pool, None))
+    await asyncio.sleep(0.5)
+    assert list(await sizes(cluster)) == [going] and not task.done()
+    await cluster.kube.patch(API_VERSION, "BuildKitWorker", going, "default", {"metadata": {"finalizers": None}})
+    name = await asyncio.wait_for(task, timeout=10)
+    assert list(await sizes(cluster)) == [name] != [going]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,10 @@ async def test_seed_example_gets_its_objects_workers_and_status(kube: Kube, cont
             "my-buildkit-pool-gateway-worker-client", "my-buildkit-pool-worker-tls"} <= secrets
     config = await kube.get("v1", "ConfigMap", "my-buildkit-pool-config", "default")
     assert config is not None and "max-parallelism = 4" in config["data"]["buildkitd.toml"]
+    worker_ca = await kube.get("v1", "Secret", "my-buildkit-pool-worker-ca", "default") or {}
+    published = config["data"]["worker-ca.crt"]  # what the API trusts for the gateway: no key
+    assert published == base64.b64decode(worker_ca["data"]["bundle.crt"]).decode()
+    assert "PRIVATE KEY" not in published
     assert "my-buildkit-pool-gateway" in await names(kube, "apps/v1", "Deployment")
     service = await kube.get("v1", "Service", "my-buildkit-pool", "default")
     assert service is not None and [p["port"] for p in service["spec"]["ports"]] == [1235, 9090]
@@ -75,6 +80,17 @@ async def test_a_pool_naming_a_missing_plugin_fails_with_the_reason(kube: Kube, 
     assert (ready["type"], ready["status"], ready["reason"]) == ("Ready", "False", "InvalidSpec")
     assert "'turbo' is not enabled" in ready["message"]
     assert await kube.list(API_VERSION, "BuildKitWorker", "default") == []
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ({"maxSize": "huge"}, "spec.maxSize: unknown size 'huge'"),
+    ({"size": "tiny"}, "spec.size: unknown size 'tiny'"),
+])
+async def test_an_unknown_size_fails_the_pool_with_the_field(kube: Kube, context: Context, spec: dict[str, Any],
+                                                              message: str) -> None:
+    status = await reconcile_pool(context, await create_pool(kube, spec))
+    assert status["phase"] == "Failed"
+    assert message in status["conditions"][0]["message"]
 
 
 async def test_the_crd_rejects_a_bad_enum_and_max_below_one(kube: Kube) -> None:
