@@ -11,8 +11,9 @@ URI SANs: exactly one ``buildkit://identity/<subject>`` (the subject percent-enc
 ``buildkit://pool/<namespace>/<name>`` per pool the certificate is limited to. The CN is a label.
 
 The identity CA lives in one Secret (``ca.crt``, ``ca.key``, ``bundle.crt``) and rotates as the
-pools' CAs do: a next CA is staged into the bundle at 2/3 of the current one's life and signs from
-5/6 on; a CA stays in the bundle until it expires.
+pools' CAs do (:func:`~buildkit_controller.core.pki.plan_ca_rotation`): a next CA is staged into the
+bundle at 2/3 of the current one's life and signs from 5/6 on; a CA stays in the bundle until it
+expires.
 
 This module also reads the *gateway* identity, ``buildkit://gateway/<namespace>/<pool>``, which the
 operator puts in each gateway's worker-client certificate (see ``pool_certs``).
@@ -66,14 +67,6 @@ class CertificateIdentity:
     not_after: datetime
 
 
-def _uris(certificate: x509.Certificate) -> list[str]:
-    try:
-        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return []
-    return [str(n.value) for n in names if isinstance(n, x509.UniformResourceIdentifier)]
-
-
 def _bad(message: str) -> CertificateVerificationError:
     return CertificateVerificationError(message, reason="bad-identity")
 
@@ -94,7 +87,7 @@ def issue_identity_certificate(ca: pki.CertificateAuthority, *, subject: str, po
 
 def read_identity(certificate: x509.Certificate) -> CertificateIdentity:
     """The identity an (already verified) certificate carries; ``bad-identity`` if it is not one."""
-    uris = _uris(certificate)
+    uris = pki.uri_sans(certificate)
     subjects = [u.removeprefix(IDENTITY_URI_PREFIX) for u in uris if u.startswith(IDENTITY_URI_PREFIX)]
     pools = tuple(u.removeprefix(POOL_URI_PREFIX) for u in uris if u.startswith(POOL_URI_PREFIX))
     if len(subjects) != 1 or not subjects[0] or len(subjects) + len(pools) != len(uris):
@@ -126,19 +119,13 @@ def gateway_pool(certificate: x509.Certificate) -> tuple[str, str]:
 
     Only the identity is read here: the caller verifies the chain against that pool's worker CA.
     """
-    uris = _uris(certificate)
+    uris = pki.uri_sans(certificate)
     if len(uris) != 1 or not uris[0].startswith(GATEWAY_URI_PREFIX):
         raise _bad("not a gateway certificate: expected exactly one buildkit://gateway/ URI SAN")
     match = _POOL.fullmatch(uris[0].removeprefix(GATEWAY_URI_PREFIX))
     if match is None:
         raise _bad("the gateway URI SAN does not name a pool as <namespace>/<name>")
     return match.group(1), match.group(2)
-
-
-def _load(data: Mapping[str, str], cert_key: str, key_key: str) -> pki.CertificateAuthority | None:
-    if cert_key not in data or key_key not in data:
-        return None
-    return pki.load_ca(data[cert_key], data[key_key])
 
 
 def plan_identity_ca(existing: Mapping[str, str], now: datetime, *,
@@ -148,22 +135,4 @@ def plan_identity_ca(existing: Mapping[str, str], now: datetime, *,
     A Secret that exists but cannot be read raises PKIError: replacing it silently would cut off
     every identity certificate in use.
     """
-    current, upcoming = _load(existing, "ca.crt", "ca.key"), _load(existing, "next.crt", "next.key")
-    reason = None
-    if current is None:
-        current, reason = pki.create_ca("buildkit-controller identity CA", lifetime=lifetime, now=now), "created"
-    begin, end = current.certificate.not_valid_before_utc, current.certificate.not_valid_after_utc
-    if upcoming is None and now >= begin + (end - begin) * 2 / 3:
-        upcoming = pki.create_ca("buildkit-controller identity CA", lifetime=lifetime, now=now)
-        reason = "next CA staged"
-    if upcoming is not None and now >= begin + (end - begin) * 5 / 6:
-        current, upcoming, reason = upcoming, None, "rotated to the next CA"
-    data = {"ca.crt": current.certificate_pem.decode(), "ca.key": current.private_key_pem.decode()}
-    parts = [existing.get("bundle.crt", ""), data["ca.crt"]]
-    if upcoming is not None:
-        data |= {"next.crt": upcoming.certificate_pem.decode(), "next.key": upcoming.private_key_pem.decode()}
-        parts.append(data["next.crt"])
-    data["bundle.crt"] = pki.merge_trust_bundle(*parts, now=now).decode()
-    if reason is None and data["bundle.crt"] != existing.get("bundle.crt"):
-        reason = "expired CAs dropped"
-    return data, reason
+    return pki.plan_ca_rotation(existing, "buildkit-controller identity CA", now, lifetime)

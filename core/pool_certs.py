@@ -5,11 +5,12 @@ gateway's server certificate; the *worker* CA signs buildkitd's server certifica
 client certificate for workers. buildkitd trusts only the worker CA, so no tenant certificate can
 reach a worker directly.
 
-CA rotation keeps an overlap both ways: at 2/3 of a CA's life a *next* CA is created and added to
-the trust bundle (gateways and workers learn to trust it); at 5/6 it becomes the signing CA and
-leaves are reissued; the old CA stays in the bundle until it expires, so certificates it signed keep
-working. A CA Secret that exists but cannot be read is an error, never silently replaced: replacing
-it would invalidate every certificate in use.
+CA rotation (:func:`~buildkit_controller.core.pki.plan_ca_rotation`) keeps an overlap both ways: at
+2/3 of a CA's life a *next* CA is created and added to the trust bundle (gateways and workers learn
+to trust it); at 5/6 it becomes the signing CA and leaves are reissued; the old CA stays in the
+bundle until it expires, so certificates it signed keep working. A CA Secret that exists but
+cannot be read is an error, never silently replaced: replacing it would invalidate every
+certificate in use.
 """
 
 from __future__ import annotations
@@ -67,35 +68,13 @@ def _text(data: bytes) -> str:
     return data.decode()
 
 
-def _load(data: SecretData, cert_key: str, key_key: str) -> pki.CertificateAuthority | None:
-    if cert_key not in data or key_key not in data:
-        return None
-    return pki.load_ca(data[cert_key], data[key_key])
-
-
 def _ca_secret(label: str, existing: SecretData, pool: Pool, now: datetime,
                lifetime: timedelta) -> tuple[dict[str, str], str | None]:
     try:
-        current, upcoming = _load(existing, "ca.crt", "ca.key"), _load(existing, "next.crt", "next.key")
+        return pki.plan_ca_rotation(existing, f"{pool.namespace}/{pool.name} {label} CA", now, lifetime)
     except PKIError as exc:
         raise PermanentError(f"the {label} CA Secret of pool {pool.name} is unreadable ({exc}); "
                              "restore it or delete it to start a new CA") from None
-    reason = None
-    common_name = f"{pool.namespace}/{pool.name} {label} CA"
-    if current is None:
-        current, reason = pki.create_ca(common_name, lifetime=lifetime, now=now), "created"
-    begin, end = current.certificate.not_valid_before_utc, current.certificate.not_valid_after_utc
-    if upcoming is None and now >= begin + (end - begin) * 2 / 3:
-        upcoming, reason = pki.create_ca(common_name, lifetime=lifetime, now=now), "next CA staged"
-    if upcoming is not None and now >= begin + (end - begin) * 5 / 6:
-        current, upcoming, reason = upcoming, None, "rotated to the next CA"
-    parts = [existing.get("bundle.crt", ""), _text(current.certificate_pem)]
-    data = {"ca.crt": _text(current.certificate_pem), "ca.key": _text(current.private_key_pem)}
-    if upcoming is not None:
-        parts.append(_text(upcoming.certificate_pem))
-        data |= {"next.crt": _text(upcoming.certificate_pem), "next.key": _text(upcoming.private_key_pem)}
-    data["bundle.crt"] = _text(pki.merge_trust_bundle(*parts, now=now))
-    return data, reason
 
 
 def _reissue_reason(existing: SecretData, ca: pki.CertificateAuthority, sans: set[str],

@@ -17,8 +17,9 @@ and an AKI on every leaf; the template always has both. Times are aware datetime
 that reads the clock takes ``now=`` so tests and callers can pin it.
 
 Layout: ``_values`` (constants, :class:`Purpose`, the dataclasses), ``pem`` (PEM, fingerprints,
-serials; the bottom layer), ``issue`` (CAs, leaves, CSRs) and ``verify`` (verification, trust
-bundles, renewal). Import from this package, not from those modules.
+serials; the bottom layer), ``issue`` (CAs, leaves, CSRs), ``verify`` (verification, trust
+bundles, renewal) and ``rotation`` (a CA Secret's rotation plan, on top of both). Import from this
+package, not from those modules.
 """
 
 from __future__ import annotations
@@ -51,11 +52,13 @@ from buildkit_controller.core.pki.pem import (
     serial_decimal,
     serial_hex,
 )
+from buildkit_controller.core.pki.rotation import plan_ca_rotation
 from buildkit_controller.core.pki.verify import (
     allocation_id_from_certificate,
     merge_trust_bundle,
     needs_renewal,
     renewal_time,
+    uri_sans,
     verify_certificate,
 )
 
@@ -80,11 +83,13 @@ __all__ = [
     "load_csr",
     "merge_trust_bundle",
     "needs_renewal",
+    "plan_ca_rotation",
     "private_key_from_pem",
     "private_key_to_pem",
     "renewal_time",
     "serial_decimal",
     "serial_hex",
     "sign_csr",
+    "uri_sans",
     "verify_certificate",
 ]

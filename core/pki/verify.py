@@ -26,6 +26,7 @@ __all__ = [
     "merge_trust_bundle",
     "needs_renewal",
     "renewal_time",
+    "uri_sans",
     "verify_certificate",
 ]
 
@@ -70,7 +71,7 @@ def allocation_id_from_certificate(certificate: x509.Certificate) -> str:
     else is ambiguous about who is connecting, so it raises CertificateVerificationError
     (``reason="bad-identity"``).
     """
-    uris = [san.value for san in _sans(certificate) if isinstance(san, x509.UniformResourceIdentifier)]
+    uris = uri_sans(certificate)
     if len(uris) != 1:
         raise CertificateVerificationError(
             f"expected exactly one URI SAN, found {len(uris)}", reason="bad-identity"
@@ -81,6 +82,11 @@ def allocation_id_from_certificate(certificate: x509.Certificate) -> str:
             f"the URI SAN {uris[0][:80]!r} names no valid allocation", reason="bad-identity"
         )
     return allocation_id
+
+
+def uri_sans(certificate: x509.Certificate) -> list[str]:
+    """The certificate's URI SANs, in order; none when it has no SAN extension."""
+    return [str(san.value) for san in _sans(certificate) if isinstance(san, x509.UniformResourceIdentifier)]
 
 
 def merge_trust_bundle(*bundles: bytes | str, now: dt.datetime | None = None) -> bytes:
