@@ -7,7 +7,7 @@ Needs nginx with the stream module (Debian/Ubuntu, as root)::
 Without it the benchmark says so and exits with status 2. Run from the repository root (about 5
 minutes with the defaults on a 2-core VM)::
 
-    .venv/bin/python benchmarks/bench_gateway.py [--rounds 3] [--mib 1024] [--conns 300]
+    .venv/bin/python benchmarks/bench_gateway.py [--rounds 5] [--mib 1024] [--conns 300]
         [--concurrency 8] [--idle 200] [--json bench-gateway.json]
 
 Everything is on 127.0.0.1 with ephemeral ports, bounded in bytes, connections and time; every
@@ -21,7 +21,13 @@ both with the same certificates, in front of the same worker, driven by the same
 Targets: ``gateway`` and ``nginx`` as deployed (both resume TLS sessions to the worker: nginx's
 ``proxy_ssl_session_reuse on`` default, the gateway's ``--worker-session-reuse`` default), and
 ``gateway-noreuse`` / ``nginx-noreuse`` with that turned off (full handshakes on both sides).
-Per round, targets interleaved (order rotated), the proxy's process CPU read from ``/proc``:
+Equal TLS on both: TLS 1.3 to the client (X25519, TLS_AES_256_GCM_SHA384, two session tickets,
+the certificate file's chain only) and TLS 1.3 to the worker too. nginx 1.22 would speak TLS 1.2
+to its upstream unless told (``proxy_ssl_protocols``; 1.23.4 changed the default), and a TLS 1.2
+resumption skips the key exchange and the new tickets that a TLS 1.3 one costs both the proxy
+and the worker.
+
+Per round, in an order rotated every round, the proxy's process CPU read from ``/proc``:
 
 ``up`` / ``down``     MIB MiB over one connection, client→worker / worker→client: MB/s, CPU s/GiB
 ``conn``              CONNS short connections, each a full client handshake (client certificate),
@@ -31,6 +37,13 @@ Per round, targets interleaved (order rotated), the proxy's process CPU read fro
                       "session-resumed" rate (worker side resumed), on ``*-noreuse`` "full-handshake".
 ``client_resumed``    the same with the client also resuming its session to the proxy
 ``idle``              IDLE idle proxied connections held open: memory per connection (RSS growth)
+
+The connection tests of all targets run back to back, once in the round's order and once in
+reverse, and are summed: load that drifts during a round (the VM is shared) weighs on every target
+alike. Each also reports the CPU per connection of the load itself (client threads and worker
+stand-in: ``*_loadgen_cpu_ms``) and how busy the whole machine was (``*_machine_busy``). Connection
+rates are bounded by the two cores that the proxy shares with the load, so they dilute the
+proxies' difference; the proxy's CPU per connection is the undiluted comparison.
 
 Ratios are medians of per-round ratios (the VM is noisy; see research/performance.md). Floors
 (exit status 1 if missed): throughput >= 0.80x nginx both ways, session-resumed connections/s >=
@@ -91,6 +104,7 @@ stream {{
         proxy_ssl_trusted_certificate {wc}/ca.crt;
         proxy_ssl_verify on;
         proxy_ssl_name {worker_name};
+        proxy_ssl_protocols TLSv1.2 TLSv1.3;
         proxy_ssl_session_reuse {reuse};
     }}
 }}
@@ -318,15 +332,17 @@ class Client:
                     raise EOFError("short download")
                 nbytes -= got
 
-    def ping(self, resume: bool = False) -> float | None:
+    def ping(self, resume: bool = False, keep: bool = False) -> float | None:
+        """One short connection; ``keep``: remember its session for ``resume`` (reading it costs
+        the client a DER copy of the session, so only when asked)."""
         started = time.perf_counter()
         try:
             with self.connect(resume) as sock:
                 sock.sendall(b"P" + struct.pack("!Q", 0))
                 ok = sock.recv(1) == b"P"
                 elapsed = time.perf_counter() - started
-                if ok and not resume and sock.session is not None and sock.session.has_ticket:
-                    self.session = sock.session
+                if keep and ok and (session := sock.session) is not None and session.has_ticket:
+                    self.session = session
                 if resume and not sock.session_reused:
                     raise RuntimeError("the session was not resumed")
         except (OSError, ssl.SSLError):
@@ -362,28 +378,70 @@ def measured(fn: Callable[[], Any], pid: int | None) -> tuple[Any, float, float]
     return out, time.perf_counter() - started, (tree_cpu(pid) - cpu) if pid else 0.0
 
 
-def run_round(client: Client, pid: int | None, args: argparse.Namespace, tests: str) -> dict[str, float]:
-    """``tests``: ``all`` (bytes, connections, client resumption) or ``conn`` (connections only)."""
+def machine_busy() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs so far, from /proc/stat (whatever runs, ours or not)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    return sum(fields) - fields[3] - fields[4], sum(fields)
+
+
+def run_bytes(client: Client, pid: int | None, args: argparse.Namespace) -> dict[str, float]:
+    """1 GiB (``--mib``) up and down over one connection: MB/s and the proxy's CPU s per GiB."""
     r: dict[str, float] = {}
-    if tests == "all":
-        nbytes, gib = args.mib << 20, (args.mib << 20) / 2**30
-        for name, fn in (("up", client.upload), ("down", client.download)):
-            _, wall, cpu = measured(lambda fn=fn: fn(nbytes), pid)
-            r[f"{name}_MBps"], r[f"{name}_cpu_s_per_GiB"] = nbytes / wall / 1e6, cpu / gib
-    client.ping()  # a fresh session for the client-resumption test
+    nbytes, gib = args.mib << 20, (args.mib << 20) / 2**30
+    for name, fn in (("up", client.upload), ("down", client.download)):
+        _, wall, cpu = measured(lambda fn=fn: fn(nbytes), pid)
+        r[f"{name}_MBps"], r[f"{name}_cpu_s_per_GiB"] = nbytes / wall / 1e6, cpu / gib
+    return r
+
+
+def loadgen_cpu(worker_pid: int) -> float:
+    """CPU seconds of the load: this process (the client threads) and the worker stand-in."""
+    own = os.times()
+    return own.user + own.system + tree_cpu(worker_pid)
+
+
+def run_conns(client: Client, pid: int | None, args: argparse.Namespace, tests: str,
+              worker_pid: int) -> dict[str, tuple[float, ...]]:
+    """Short connections: raw sums per kind, merged over passes by :func:`merge_conns`.
+
+    ``conn``: full client handshakes (the worker side as the proxy has it: resumed by default);
+    ``client_resumed`` (``tests == "all"``): the client resumes its session to the proxy too.
+    The CPU per connection of the load (:func:`loadgen_cpu`) shows how much of the two cores the
+    client and the worker stand-in take themselves."""
+    out: dict[str, tuple[float, ...]] = {}
+    client.ping(keep=True)  # a fresh session for the client-resumption test
     for kind, resume in (("conn", False), ("client_resumed", True))[:2 if tests == "all" else 1]:
         latencies, _, _ = measured(lambda resume=resume: [client.ping(resume) for _ in range(args.conns // 3)],
                                    pid)
-        ok = sorted(x for x in latencies if x is not None)
-        r[f"{kind}_ttfb_p50_ms"] = 1000 * ok[len(ok) // 2]
-        r[f"{kind}_ttfb_p99_ms"] = 1000 * ok[max(0, int(len(ok) * 0.99) - 1)]
+        busy0, load0 = machine_busy(), loadgen_cpu(worker_pid)
         with cf.ThreadPoolExecutor(args.concurrency) as pool:
             results, wall, cpu = measured(
                 lambda resume=resume: list(pool.map(lambda _: client.ping(resume), range(args.conns))), pid)
-        good = [x for x in results if x is not None]
-        r[f"{kind}_per_s"] = len(good) / wall
-        r[f"{kind}_cpu_ms"] = 1000 * cpu / max(1, len(good))
-        r[f"{kind}_errors"] = len(results) - len(good) + len(latencies) - len(ok)
+        busy1, load1 = machine_busy(), loadgen_cpu(worker_pid)
+        good = sum(1 for x in results if x is not None)
+        errors = len(results) - good + sum(1 for x in latencies if x is None)
+        out[kind] = (good, wall, cpu, errors, busy1[0] - busy0[0], busy1[1] - busy0[1], load1 - load0,
+                     *(x for x in latencies if x is not None))
+    return out
+
+
+def merge_conns(passes: list[dict[str, tuple[float, ...]]]) -> dict[str, float]:
+    """Connection metrics of one round from its passes (summed, so a pass in each order of the
+    targets weighs the same): rate, proxy CPU per connection, TTFB p50/p99, machine busy share."""
+    r: dict[str, float] = {}
+    for kind in passes[0]:
+        rows = [p[kind] for p in passes]
+        good, wall, cpu, errors = (sum(row[i] for row in rows) for i in range(4))
+        busy, total, load = (sum(row[i] for row in rows) for i in range(4, 7))
+        ok = sorted(x for row in rows for x in row[7:])
+        r[f"{kind}_ttfb_p50_ms"] = 1000 * ok[len(ok) // 2]
+        r[f"{kind}_ttfb_p99_ms"] = 1000 * ok[max(0, int(len(ok) * 0.99) - 1)]
+        r[f"{kind}_per_s"] = good / wall
+        r[f"{kind}_cpu_ms"] = 1000 * cpu / max(1, good)
+        r[f"{kind}_loadgen_cpu_ms"] = 1000 * load / max(1, good)
+        r[f"{kind}_machine_busy"] = busy / max(1, total)
+        r[f"{kind}_errors"] = errors
     return r
 
 
@@ -481,7 +539,7 @@ def check_floors(summary: dict[str, Any]) -> bool:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--mib", type=int, default=1024, help="bytes per throughput test, MiB")
     parser.add_argument("--conns", type=int, default=300, help="connections per connection test")
     parser.add_argument("--concurrency", type=int, default=8)
@@ -522,12 +580,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"# cores={os.cpu_count()} rounds={args.rounds} bytes={args.mib}MiB conns={args.conns} "
               f"concurrency={args.concurrency} loadavg={os.getloadavg()} openssl={ssl.OPENSSL_VERSION}",
               flush=True)
-        results = {name: [] for name in targets}
+        results: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
         names = list(targets)
         for number in range(args.rounds):
-            for name in names[number % len(names):] + names[:number % len(names)]:
+            order = names[number % len(names):] + names[:number % len(names)]
+            bulk = {name: run_bytes(targets[name][0], targets[name][1], args)
+                    for name in order if targets[name][2] == "all"}
+            # The connection tests of all targets back to back, then again in reverse order: a
+            # machine whose load drifts during the round weighs on every target alike.
+            passes: dict[str, list[dict[str, tuple[float, ...]]]] = {name: [] for name in names}
+            for name in order + order[::-1]:
                 client, pid, tests = targets[name]
-                results[name].append(run_round(client, pid, args, tests))
+                passes[name].append(run_conns(client, pid, args, tests, worker.pid))
+            for name in names:
+                results[name].append({**bulk.get(name, {}), **merge_conns(passes[name])})
                 print(f"round {number} {name}: " + " ".join(f"{k}={v:.3g}" for k, v in results[name][-1].items()),
                       flush=True)
         memory = {n: idle_memory(c, pid, args.idle) for n, (c, pid, t) in targets.items() if t == "all" and pid}
