@@ -5,7 +5,8 @@ Identity certificates are signed by the API's identity CA, limited to the reques
 at most the smallest ``gateway.maxTokenTTL`` among them; they are returned once and never stored.
 The lookup answers only a caller whose verified TLS client certificate is a pool gateway's
 worker-client certificate (``buildkit://gateway/<namespace>/<pool>``, signed by that pool's worker
-CA), and only about tokens of that same pool. A bearer token is never enough.
+CA as the operator publishes it in the ``worker-ca.crt`` key of the pool's ``<pool>-config``
+ConfigMap), and only about tokens of that same pool. A bearer token is never enough.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 from cryptography import x509
 from quart import Response, jsonify, request
 
+from buildkit_controller.controller.api.identity import pool_worker_ca
 from buildkit_controller.controller.api.leases import UNKNOWN, find_by_token
 from buildkit_controller.controller.api.schemas import (
     CertificateRequest,
@@ -25,7 +27,6 @@ from buildkit_controller.controller.api.schemas import (
 )
 from buildkit_controller.controller.api.tls import peer_chain
 from buildkit_controller.controller.manifests.names import API_VERSION
-from buildkit_controller.controller.manifests.secrets import secret_text
 from buildkit_controller.core import pki
 from buildkit_controller.core.errors import (
     AuthenticationError,
@@ -101,9 +102,9 @@ async def calling_gateway(routes: Routes) -> tuple[str, str]:
         namespace, name = gateway_pool(leaf)
     except CertificateVerificationError:
         raise AuthorizationError("only a pool's gateway may look up tokens") from None
-    secret = secret_text(await routes.ctx.kube.get("v1", "Secret", f"{name}-worker-ca", namespace))
+    published = await pool_worker_ca(routes.ctx.kube, namespace, name)
     try:
-        bundle = pki.certificates_from_pem(secret.get("bundle.crt", ""))
+        bundle = pki.certificates_from_pem(published) if published.strip() else []
         pki.verify_certificate(leaf, bundle, purpose=pki.Purpose.CLIENT, now=routes.ctx.clock())
     except PKIError as exc:
         reason = exc.reason if isinstance(exc, CertificateVerificationError) else "unknown-issuer"

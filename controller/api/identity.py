@@ -3,6 +3,10 @@
 The Secret ``buildkit-controller-identity-ca`` in the API's namespace is created by whichever replica
 needs it first (409: another replica won, read theirs) and rotated by the plan in
 :mod:`buildkit_controller.core.identity`, guarded by its ``resourceVersion``.
+
+The pools' worker CAs (what a gateway's client certificate chains to) are read from where the
+operator publishes their certificates, the ``worker-ca.crt`` key of each pool's ``<pool>-config``
+ConfigMap — never from the worker CA's Secret, whose private key the API has no business reading.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from typing import Any
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from buildkit_controller.controller.api.tls import ClientTrust
-from buildkit_controller.controller.manifests.names import MANAGED_BY
+from buildkit_controller.controller.manifests.names import MANAGED_BY, POOL_LABEL, config_map_name, pool_labels
+from buildkit_controller.controller.manifests.pool import WORKER_CA_KEY
 from buildkit_controller.controller.manifests.secrets import secret_text
 from buildkit_controller.controller.reconciler.context import utcnow
 from buildkit_controller.controller.reconciler.kube import Kube
@@ -25,11 +30,12 @@ from buildkit_controller.core import pki
 from buildkit_controller.core.errors import ConfigError, PKIError
 from buildkit_controller.core.identity import plan_identity_ca
 
-__all__ = ["IDENTITY_CA_SECRET", "IdentityAuthority", "keep_trust_current"]
+__all__ = ["IDENTITY_CA_SECRET", "IdentityAuthority", "keep_trust_current", "pool_worker_ca", "trust_once"]
 
 log = logging.getLogger(__name__)
 IDENTITY_CA_SECRET = "buildkit-controller-identity-ca"  # noqa: S105 - a Secret's name
-WORKER_CA_LABELS = {"app.kubernetes.io/component": "worker-ca", **MANAGED_BY}
+#: Labels every pool's ``<pool>-config`` ConfigMap carries (the pool label aside).
+POOL_CONFIG_LABELS = {k: v for k, v in pool_labels("", "pool-config").items() if k != POOL_LABEL}
 
 
 def _encoded(data: Mapping[str, str]) -> dict[str, str]:
@@ -85,21 +91,57 @@ class IdentityAuthority:
         return True
 
 
+def published_worker_ca(config_map: Mapping[str, Any] | None) -> str:
+    """The worker CA bundle (PEM certificates) in a pool's ConfigMap; empty when not published."""
+    return str(((config_map or {}).get("data") or {}).get(WORKER_CA_KEY) or "")
+
+
+async def pool_worker_ca(kube: Kube, namespace: str, pool: str) -> str:
+    """The worker CA bundle the operator published for ``namespace/pool``; empty when there is none."""
+    return published_worker_ca(await kube.get("v1", "ConfigMap", config_map_name(pool), namespace))
+
+
+def _usable_worker_ca(config_map: Mapping[str, Any], now: datetime) -> bytes | None:
+    """The unexpired CAs of a ConfigMap's worker CA bundle; ``None`` (logged) when it has none."""
+    text = published_worker_ca(config_map)
+    if not text.strip():
+        return None  # a pool the operator has not reconciled yet
+    try:
+        return pki.merge_trust_bundle(text, now=now)
+    except PKIError as exc:
+        meta = config_map.get("metadata") or {}
+        log.warning("skipping the worker CA in ConfigMap %s/%s (%s): %s", meta.get("namespace"),
+                    meta.get("name"), WORKER_CA_KEY, exc)
+        return None
+
+
 async def trust_once(trust: ClientTrust, authority: IdentityAuthority, kube: Kube) -> int:
-    """Add the identity CA and every pool's worker CA to the TLS layer; return how many were new."""
+    """Add the identity CA and every pool's published worker CA to the TLS layer; return how many were new."""
     await authority.current()
-    secrets = await kube.list("v1", "Secret", None, WORKER_CA_LABELS)
-    return trust.add([authority.bundle(), *(secret_text(s).get("bundle.crt", "") for s in secrets)])
+    maps = await kube.list("v1", "ConfigMap", None, POOL_CONFIG_LABELS)
+    found = [_usable_worker_ca(m, authority.clock()) for m in maps]
+    return trust.add([authority.bundle(), *(bundle for bundle in found if bundle)])
+
+
+def _describe(exc: Exception) -> str:
+    """What went wrong, without response bodies or headers (an ApiException's text carries both)."""
+    if isinstance(exc, ApiException):
+        return f"Kubernetes API answered {exc.status} {exc.reason}"
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
 
 
 async def keep_trust_current(trust: ClientTrust, authority: IdentityAuthority, kube: Kube,
                              every: float = 30.0) -> None:
-    """Run :func:`trust_once` every ``every`` seconds (new pools' gateways are trusted within that)."""
+    """Run :func:`trust_once` every ``every`` seconds (new pools' gateways are trusted within that).
+
+    A failed round is logged and the next one runs as planned: this task must outlive any error,
+    or gateways of new pools would silently never be trusted.
+    """
     while True:
         try:
             added = await trust_once(trust, authority, kube)
             if added:
                 log.info("TLS layer now trusts %d more client CA(s)", added)
-        except (ApiException, OSError) as exc:
-            log.warning("could not refresh the client CAs: %s", exc)
+        except Exception as exc:  # any failure: log it, try again next round
+            log.warning("could not refresh the client CAs (retrying in %gs): %s", every, _describe(exc))
         await asyncio.sleep(every)

@@ -4,7 +4,8 @@ where the verified client certificate is handed from hypercorn to the app.
 Client certificates are optional (``CERT_OPTIONAL``), so bearer clients keep working; one that is
 presented must chain to a trusted CA or the handshake fails — the app never trusts a header. The
 trusted CAs: the operator's ``--client-ca`` bundle, the API's identity CA (identity certificates)
-and every pool's worker CA (gateways' worker-client certificates, for ``/api/v1/workers/lookup``).
+and every pool's worker CA as the operator publishes it in the pool's ConfigMap (gateways'
+worker-client certificates, for ``/api/v1/workers/lookup``).
 No system CA is trusted. CAs are *added* to the live context as they appear (OpenSSL cannot remove
 them); the app checks each certificate again against the one CA its route accepts, so a CA that
 left (a deleted pool) only passes the handshake.
@@ -68,13 +69,19 @@ class ClientTrust:
             except ValueError:
                 log.warning("ignoring an unreadable CA bundle")
                 continue
-            for certificate in certificates:
-                der = certificate.public_bytes(Encoding.DER)
-                if der not in self._seen:
-                    self.context.load_verify_locations(cadata=der)
-                    self._seen.add(der)
-                    added += 1
+            added += sum(self._trust(certificate.public_bytes(Encoding.DER)) for certificate in certificates)
         return added
+
+    def _trust(self, der: bytes) -> bool:
+        if der in self._seen:
+            return False
+        try:
+            self.context.load_verify_locations(cadata=der)
+        except ssl.SSLError as exc:
+            log.warning("ignoring a CA OpenSSL refused: %s", exc)
+            return False
+        self._seen.add(der)
+        return True
 
 
 class TLSConfig(Config):

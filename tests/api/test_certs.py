@@ -20,10 +20,12 @@ from cryptography.x509.oid import NameOID
 
 from buildkit_controller.controller.api.certs import certificate_lifetime
 from buildkit_controller.controller.api.identity import IDENTITY_CA_SECRET
+from buildkit_controller.controller.manifests.pool import WORKER_CA_KEY, pool_config_map
 from buildkit_controller.controller.manifests.secrets import secret_text
 from buildkit_controller.core import pki
 from buildkit_controller.core.errors import CertificateVerificationError
 from buildkit_controller.core.identity import issue_identity_certificate, plan_identity_ca, read_identity
+from buildkit_controller.core.models import Pool
 
 from .conftest import Cluster
 
@@ -36,6 +38,36 @@ def tls_scope(pem: str | bytes | None) -> dict[str, Any]:
     text = pem.decode() if isinstance(pem, bytes) else pem
     chain = [ssl.DER_cert_to_PEM_cert(ssl.PEM_cert_to_DER_cert(text))] if text else []
     return {"extensions": {"tls": {"client_cert_chain": chain}}}
+
+
+async def publish_worker_ca(cluster: Cluster, pool: Pool, bundle: str | None = None) -> None:
+    """What the operator does: the pool's ConfigMap with its worker CA's certificates (``bundle.crt``)."""
+    if bundle is None:
+        bundle = secret_text(await cluster.kube.get("v1", "Secret", f"{pool.name}-worker-ca", pool.namespace))[
+            "bundle.crt"]
+    await cluster.kube.create(pool_config_map(pool, "# buildkitd.toml\n", worker_ca=bundle))
+
+
+class KubeCalls:
+    """Records the (verb, kind, name) of every get and list a Kube object makes."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, kube: Any) -> None:
+        self.calls: list[tuple[str, str, str | None]] = []
+        get, listing = kube.get, kube.list
+
+        async def spy_get(api_version: str, kind: str, name: str, namespace: str | None) -> Any:
+            self.calls.append(("get", kind, name))
+            return await get(api_version, kind, name, namespace)
+
+        async def spy_list(api_version: str, kind: str, namespace: str | None, labels: Any = None) -> Any:
+            self.calls.append(("list", kind, namespace))
+            return await listing(api_version, kind, namespace, labels)
+
+        monkeypatch.setattr(kube, "get", spy_get)
+        monkeypatch.setattr(kube, "list", spy_list)
+
+    def secrets(self) -> list[tuple[str, str, str | None]]:
+        return [call for call in self.calls if call[1] == "Secret"]
 
 
 async def request_cert(client: Any, headers: dict[str, str], **body: Any) -> Any:
@@ -186,6 +218,8 @@ async def test_expired_or_foreign_certificates_get_401(cluster: Cluster, client:
 async def test_lookup_is_for_the_pool_gateway_only(cluster: Cluster, client: Any) -> None:
     pool = await cluster.pool()
     other = await cluster.pool("other")
+    await publish_worker_ca(cluster, pool)
+    await publish_worker_ca(cluster, other)
     await cluster.idle_workers(pool, 1)
     allocated = await (await client.post("/api/v1/workers/allocate", json={"poolName": "builds"},
                                          headers=cluster.token("ci-bot"))).get_json()
@@ -203,3 +237,29 @@ async def test_lookup_is_for_the_pool_gateway_only(cluster: Cluster, client: Any
     assert (await client.post(LOOKUP, json=body, headers=cluster.token("ci-bot"))).status_code == 401
     identity = (await issue(client, cluster))["clientCert"]
     assert (await client.post(LOOKUP, json=body, scope_base=tls_scope(identity))).status_code == 403
+
+
+async def test_lookup_checks_the_published_worker_ca_and_reads_no_ca_secret(
+        cluster: Cluster, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    pool = await cluster.pool()
+    await cluster.idle_workers(pool, 1)
+    allocated = await (await client.post("/api/v1/workers/allocate", json={"poolName": "builds"},
+                                         headers=cluster.token("ci-bot"))).get_json()
+    gateway = secret_text(await cluster.kube.get("v1", "Secret", "builds-gateway-worker-client", "default"))
+    worker_ca = secret_text(await cluster.kube.get("v1", "Secret", "builds-worker-ca", "default"))["bundle.crt"]
+    ask = {"json": {"token": allocated["token"]}, "scope_base": tls_scope(gateway["tls.crt"])}
+    spy = KubeCalls(monkeypatch, cluster.kube)
+    refused = await client.post(LOOKUP, **ask)  # the operator has not published the worker CA yet
+    assert refused.status_code == 401 and "unknown-issuer" in (await refused.get_json())["message"]
+    await publish_worker_ca(cluster, pool, bundle="garbage")
+    assert (await client.post(LOOKUP, **ask)).status_code == 401
+    await cluster.kube.delete("v1", "ConfigMap", "builds-config", "default")
+    await publish_worker_ca(cluster, pool, worker_ca)
+    found = await client.post(LOOKUP, **ask)
+    assert found.status_code == 200, await found.get_data()
+    assert ("get", "ConfigMap", "builds-config") in spy.calls
+    assert spy.secrets() == []  # neither the worker CA Secret nor any other
+
+
+def test_the_published_key_is_the_operators() -> None:
+    assert WORKER_CA_KEY == "worker-ca.crt"

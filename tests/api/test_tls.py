@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import socket
 import ssl
 from collections.abc import AsyncIterator, Callable
@@ -19,11 +20,17 @@ import pytest_asyncio
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from hypercorn.asyncio import serve
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from buildkit_controller.controller.api import tls
 from buildkit_controller.controller.api.allocations import AllocationSettings, Allocator
 from buildkit_controller.controller.api.app import ApiContext, create_app
-from buildkit_controller.controller.api.identity import IDENTITY_CA_SECRET, IdentityAuthority, trust_once
+from buildkit_controller.controller.api.identity import (
+    IDENTITY_CA_SECRET,
+    IdentityAuthority,
+    keep_trust_current,
+    trust_once,
+)
 from buildkit_controller.controller.manifests.secrets import secret_text
 from buildkit_controller.core import pki
 from buildkit_controller.core._loader import load_plugins
@@ -35,6 +42,7 @@ from buildkit_controller.gateway.proxy import _identity as gateway_identity
 from buildkit_controller.gateway.tls import CertificateFiles, server_context
 
 from .conftest import Cluster
+from .test_certs import KubeCalls, publish_worker_ca
 
 
 def free_port() -> int:
@@ -73,7 +81,8 @@ def write_server_files(folder: Path) -> tuple[Path, Path, Path]:
 @pytest_asyncio.fixture
 async def served(cluster: Cluster, tmp_path: Path) -> AsyncIterator[Served]:
     pool = await cluster.pool()
-    await cluster.pool("other")
+    await publish_worker_ca(cluster, pool)
+    await publish_worker_ca(cluster, await cluster.pool("other"))
     await cluster.idle_workers(pool, 1)
     server_ca, certfile, keyfile = write_server_files(tmp_path)
     tls.install()
@@ -244,3 +253,67 @@ def test_plain_http_stays_the_default_and_tls_options_are_checked(tmp_path: Path
     for wrong in (ApiOptions(certfile=str(certfile)), ApiOptions(client_ca=str(certfile))):
         with pytest.raises(ConfigError):
             _config(wrong)
+
+
+def trusted(trust: tls.ClientTrust) -> set[bytes]:
+    return {bytes(der) for der in trust.context.get_ca_certs(binary_form=True)}
+
+
+def ders(bundle: str) -> set[bytes]:
+    return {c.public_bytes(Encoding.DER) for c in pki.certificates_from_pem(bundle)}
+
+
+async def worker_ca(cluster: Cluster, pool: str, namespace: str = "default") -> str:
+    return secret_text(await cluster.kube.get("v1", "Secret", f"{pool}-worker-ca", namespace))["bundle.crt"]
+
+
+async def test_trust_comes_from_published_worker_cas_and_no_ca_secret_is_listed(
+        cluster: Cluster, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    builds, other = await cluster.pool(), await cluster.pool("other", namespace="ci")
+    await cluster.pool("unreconciled")  # no ConfigMap yet: nothing to trust, nothing to say
+    bundles = {name: await worker_ca(cluster, name, ns) for name, ns in (("builds", "default"), ("other", "ci"))}
+    await publish_worker_ca(cluster, builds, bundles["builds"])
+    await publish_worker_ca(cluster, other, bundles["other"])
+    await publish_worker_ca(cluster, await cluster.pool("broken"), "-----BEGIN CERTIFICATE-----\nnope\n"
+                            "-----END CERTIFICATE-----\n")
+    authority = IdentityAuthority(cluster.kube, "buildkit-system")
+    trust = tls.ClientTrust(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER))
+    spy = KubeCalls(monkeypatch, cluster.kube)
+    with caplog.at_level(logging.WARNING):
+        assert await trust_once(trust, authority, cluster.kube) == 3  # the identity CA and two worker CAs
+    assert trusted(trust) == ders(authority.bundle().decode()) | ders(bundles["builds"]) | ders(bundles["other"])
+    assert ("list", "ConfigMap", None) in spy.calls
+    assert {call[2] for call in spy.secrets()} == {IDENTITY_CA_SECRET}  # the API's own CA, by name only
+    assert "default/broken-config" in caplog.text and "unreconciled" not in caplog.text
+
+
+async def test_the_trust_refresher_survives_any_failure(cluster: Cluster, monkeypatch: pytest.MonkeyPatch,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    pool = await cluster.pool()
+    await publish_worker_ca(cluster, pool)
+    leaky = ApiException(status=500, reason="Internal Server Error")
+    leaky.body = "token=bkct_not-for-logs"
+    failures: list[BaseException] = [RuntimeError("boom"), leaky, ValueError("odd")]
+    listing, rounds = cluster.kube.list, []
+
+    async def flaky(*args: Any, **kwargs: Any) -> Any:
+        rounds.append(1)
+        if failures:
+            raise failures.pop(0)
+        return await listing(*args, **kwargs)
+
+    monkeypatch.setattr(cluster.kube, "list", flaky)
+    trust = tls.ClientTrust(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER))
+    with caplog.at_level(logging.WARNING):
+        task = asyncio.create_task(keep_trust_current(trust, IdentityAuthority(cluster.kube, "buildkit-system"),
+                                                      cluster.kube, every=0.01))
+        for _ in range(300):
+            if len(rounds) > 4 or task.done():
+                break
+            await asyncio.sleep(0.01)
+        alive = not task.done()
+        task.cancel()
+    assert alive, "the refresher died"
+    assert ders(await worker_ca(cluster, "builds")) <= trusted(trust)  # a later round got through
+    assert "RuntimeError: boom" in caplog.text and "500 Internal Server Error" in caplog.text
+    assert "ValueError: odd" in caplog.text and "bkct_" not in caplog.text
