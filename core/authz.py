@@ -4,8 +4,11 @@ Rules match an identity's ``subject`` against ``users`` patterns and the pool ag
 patterns (shell-style globs: ``*``, ``?``, ``[...]``; a pool pattern without ``/`` matches the pool
 name in any namespace, with ``/`` it matches ``namespace/name``). The decision:
 
-1. the identity's method must be enabled for the pool (``auth.methods``, when it lists API methods
-   besides ``mtls`` — the seed's ``[mtls]`` only says that clients connect with certificates);
+1. the identity's method must be listed in the pool's ``auth.methods`` — unless that lists nothing
+   or only ``mtls``, which restricts nothing (the seed's ``methods: [mtls]`` only said that clients
+   connect to the gateway with certificates, so its pools keep accepting bearer tokens). A pool
+   listing API methods without ``mtls`` refuses identity certificates (method ``mtls``), so a
+   certificate minted with a token cannot reach a pool that token-only callers are kept to;
 2. the credential's own pool limit (e.g. a static token's ``pools``), when it has one, must match;
 3. any matching ``deny`` rule or any plugin deny → deny (deny always wins);
 4. any matching ``allow`` rule → allow; with RBAC rules but no match → deny;
@@ -20,7 +23,7 @@ from fnmatch import fnmatchcase
 from buildkit_controller.core.models.hooks import AuthDecision, Identity
 from buildkit_controller.core.models.pool import Pool, RBACRule
 
-__all__ = ["authorize", "pool_matches"]
+__all__ = ["authorize", "method_enabled", "pool_matches"]
 
 
 def pool_matches(pattern: str, pool: Pool) -> bool:
@@ -40,15 +43,14 @@ def _deny(reason: str, source: str) -> AuthDecision:
     return AuthDecision(allowed=False, reason=reason, source=source)
 
 
-def _method_enabled(identity: Identity, pool: Pool) -> bool:
-    # `mtls` alone is the seed's way of saying "clients connect with certificates" — always true
-    # here — so it restricts nothing; listing API methods (token, oidc, ...) does.
-    methods = {m.type for m in pool.spec.auth.methods} - {"mtls"}
-    return not methods or identity.method in methods | {"mtls"}
+def method_enabled(method: str, pool: Pool) -> bool:
+    """Whether ``pool`` accepts credentials of auth method ``method`` (rule 1 above)."""
+    methods = {m.type for m in pool.spec.auth.methods}
+    return methods <= {"mtls"} or method in methods
 
 
 def _precheck(identity: Identity, pool: Pool, where: str) -> AuthDecision | None:
-    if not _method_enabled(identity, pool):
+    if not method_enabled(identity.method, pool):
         return _deny(f"{where} does not accept {identity.method} credentials", "auth.methods")
     if identity.pools is not None and not any(pool_matches(p, pool) for p in identity.pools):
         return _deny(f"this credential is limited to other pools than {where}", identity.method)

@@ -49,7 +49,7 @@ class MutualTLSAuth:
         except CertificateVerificationError as exc:
             raise AuthenticationError(f"client certificate refused ({exc.reason})", method="mtls",
                                       reason=exc.reason) from None
-        return Identity(subject=found.subject, method="mtls", pools=found.pools,
+        return Identity(subject=found.subject, method="mtls", pools=found.pools, expires_at=found.not_after,
                         claims={"serial": found.serial, "notAfter": found.not_after.isoformat()})
 
     @hookimpl

@@ -3,6 +3,9 @@
 The token must be a bound token minted for this API's audience (a projected token with
 ``audience: buildkit-controller``); the API server, not us, says whether it is valid, unexpired and
 for that audience. Anything that is not a Kubernetes-issued JWT is left to other methods.
+
+Once the TokenReview accepted the token, its ``exp`` claim (then known to be the API server's own)
+becomes ``Identity.expires_at``, so that an identity certificate minted with it expires no later.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import base64
 import binascii
 import json
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from buildkit_controller.core import hookimpl
@@ -32,6 +36,17 @@ def _claims(token: str) -> Mapping[str, Any] | None:
     except (ValueError, binascii.Error):
         return None
     return payload if isinstance(payload, dict) else None
+
+
+def _expiry(claims: Mapping[str, Any]) -> datetime | None:
+    """The ``exp`` claim of a token the API server accepted, as an aware datetime; ``None`` if absent."""
+    exp = claims.get("exp")
+    if isinstance(exp, bool) or not isinstance(exp, int | float):
+        return None
+    try:
+        return datetime.fromtimestamp(exp, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 class ServiceAccountAuth:
@@ -60,4 +75,5 @@ class ServiceAccountAuth:
                                       method="serviceaccount", reason="audience")
         user = review.get("user") or {}
         return Identity(subject=str(user.get("username", "")), method="serviceaccount",
-                        groups=tuple(user.get("groups") or ()), claims={"uid": user.get("uid")})
+                        groups=tuple(user.get("groups") or ()), claims={"uid": user.get("uid")},
+                        expires_at=_expiry(claims))

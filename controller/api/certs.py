@@ -1,8 +1,10 @@
 """``POST /api/v1/certs/request`` (identity certificates) and ``POST /api/v1/workers/lookup``
 (gateways only), on top of :class:`~buildkit_controller.controller.api.app.Routes`.
 
-Identity certificates are signed by the API's identity CA, limited to the requested pools and live
-at most the smallest ``gateway.maxTokenTTL`` among them; they are returned once and never stored.
+Identity certificates are signed by the API's identity CA, limited to the requested pools (each must
+accept the ``mtls`` method) and live at most the smallest ``gateway.maxTokenTTL`` among them and
+never beyond the requesting credential's own expiry (``Identity.expires_at``); they are returned
+once and never stored.
 The lookup answers only a caller whose verified TLS client certificate is a pool gateway's
 worker-client certificate (``buildkit://gateway/<namespace>/<pool>``, signed by that pool's worker
 CA as the operator publishes it in the ``worker-ca.crt`` key of the pool's ``<pool>-config``
@@ -11,7 +13,7 @@ ConfigMap), and only about tokens of that same pool. A bearer token is never eno
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from cryptography import x509
@@ -28,6 +30,7 @@ from buildkit_controller.controller.api.schemas import (
 from buildkit_controller.controller.api.tls import peer_chain
 from buildkit_controller.controller.manifests.names import API_VERSION
 from buildkit_controller.core import pki
+from buildkit_controller.core.authz import method_enabled
 from buildkit_controller.core.errors import (
     AuthenticationError,
     AuthorizationError,
@@ -45,11 +48,24 @@ if TYPE_CHECKING:
 __all__ = ["calling_gateway", "certificate_lifetime", "lookup", "request_certificate"]
 
 
-def certificate_lifetime(pools: list[Pool], duration: timedelta | None) -> timedelta:
-    """``duration`` (default: the smallest tokenTTL), capped at the pools' smallest maxTokenTTL."""
+def certificate_lifetime(pools: list[Pool], duration: timedelta | None, *, now: datetime | None = None,
+                         until: datetime | None = None) -> timedelta:
+    """``duration`` (default: the smallest tokenTTL), capped at the pools' smallest maxTokenTTL and,
+    given ``until`` (when the requesting credential expires), at ``until - now``."""
     cap = min(p.spec.gateway.max_token_ttl for p in pools)
-    wanted = duration or min(p.spec.gateway.token_ttl for p in pools)
-    return min(wanted, cap)
+    wanted = min(duration or min(p.spec.gateway.token_ttl for p in pools), cap)
+    if until is None or now is None:
+        return wanted
+    if until <= now:
+        raise AuthenticationError("the credential has expired", reason="expired")
+    return min(wanted, until - now)
+
+
+def _accepting_certificates(pool: Pool) -> Pool:
+    if not method_enabled("mtls", pool):
+        raise AuthorizationError(f"pool {pool.namespace}/{pool.name} does not accept identity certificates "
+                                 "(its auth.methods do not list mtls)")
+    return pool
 
 
 async def _pool_named(routes: Routes, ref: str) -> Pool:
@@ -71,15 +87,16 @@ async def request_certificate(routes: Routes, identity: Identity, wanted: Certif
         pki.load_csr(wanted.csr)  # a bad CSR is a 400 before anything else happens
     pools = [await _pool_named(routes, ref) for ref in wanted.pools]
     for pool in pools:
-        await routes.require(identity, pool, "certs")
+        await routes.require(identity, _accepting_certificates(pool), "certs")
     authority = routes.ctx.identity
     assert authority is not None  # ApiContext always makes one
     ca = await authority.current()
     names = sorted({f"{p.namespace}/{p.name}" for p in pools})
-    lifetime = certificate_lifetime(pools, wanted.duration)
+    now = routes.ctx.clock()
+    lifetime = certificate_lifetime(pools, wanted.duration, now=now, until=identity.expires_at)
     public_key = pki.load_csr(wanted.csr).public_key() if wanted.csr else None
     issued = issue_identity_certificate(ca, subject=identity.subject, pools=names, lifetime=lifetime,
-                                        now=routes.ctx.clock(), public_key=public_key)
+                                        now=now, public_key=public_key)
     answer = CertificateResponse(
         ca_cert=authority.bundle().decode(), client_cert=issued.certificate_pem.decode(),
         client_key=issued.private_key_pem.decode() if issued.private_key_pem else None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from buildkit_controller.core.models.pool import ResourceRequirements
@@ -82,6 +83,10 @@ class Identity:
     claims: Mapping[str, Any] = field(default_factory=dict)
     #: Pool patterns the credential itself limits the caller to (e.g. a static token's ``pools``).
     pools: tuple[str, ...] | None = None
+    #: When the credential itself expires (aware UTC), if it says: a ServiceAccount token's ``exp``,
+    #: an identity certificate's NotAfter. Nothing derived from it (identity certificates) may
+    #: outlive it. ``None``: no expiry known (static tokens live until deleted).
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -7,6 +7,7 @@ The TLS layer is stood in for by the ASGI TLS extension in the request scope, ex
 from __future__ import annotations
 
 import base64
+import json
 import ssl
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,10 +21,11 @@ from cryptography.x509.oid import NameOID
 
 from buildkit_controller.controller.api.certs import certificate_lifetime
 from buildkit_controller.controller.api.identity import IDENTITY_CA_SECRET
+from buildkit_controller.controller.manifests.names import API_VERSION
 from buildkit_controller.controller.manifests.pool import WORKER_CA_KEY, pool_config_map
 from buildkit_controller.controller.manifests.secrets import secret_text
 from buildkit_controller.core import pki
-from buildkit_controller.core.errors import CertificateVerificationError
+from buildkit_controller.core.errors import AuthenticationError, CertificateVerificationError
 from buildkit_controller.core.identity import issue_identity_certificate, plan_identity_ca, read_identity
 from buildkit_controller.core.models import Pool
 
@@ -124,6 +126,51 @@ def test_certificate_lifetime_rule() -> None:
     pools = [make_pool({"gateway": {"maxTokenTTL": "3h"}}), make_pool({"gateway": {"tokenTTL": "5m"}})]
     assert certificate_lifetime(pools, None) == timedelta(minutes=5)
     assert certificate_lifetime(pools, timedelta(hours=9)) == timedelta(hours=3)
+    now = datetime(2026, 6, 1, 12, tzinfo=UTC)
+    hour = now + timedelta(hours=1)
+    assert certificate_lifetime(pools, timedelta(hours=9), now=now, until=hour) == timedelta(hours=1)
+    assert certificate_lifetime(pools, None, now=now, until=hour) == timedelta(minutes=5)
+    with pytest.raises(AuthenticationError, match="expired"):
+        certificate_lifetime(pools, None, now=now, until=now)
+
+
+async def service_account_token(cluster: Cluster, seconds: int = 600) -> str:
+    """A bound ServiceAccount token for the API's audience, minted by kubesim's TokenRequest."""
+    await cluster.kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ci"}})
+    await cluster.kube.create({"apiVersion": "v1", "kind": "ServiceAccount",
+                               "metadata": {"name": "builder", "namespace": "ci"}})
+    answer = await cluster.kube.request("POST", "/api/v1/namespaces/ci/serviceaccounts/builder/token", {
+        "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+        "spec": {"audiences": ["buildkit-controller"], "expirationSeconds": seconds}})
+    return str(answer["status"]["token"])
+
+
+async def test_an_identity_certificate_never_outlives_the_token_it_came_from(cluster: Cluster, client: Any) -> None:
+    await cluster.pool(gateway={"maxTokenTTL": "24h"})
+    token = await service_account_token(cluster)
+    part = token.split(".")[1]
+    expiry = datetime.fromtimestamp(json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))["exp"], UTC)
+    response = await client.post(CERTS, json={"pools": ["builds"], "duration": "2h"},
+                                 headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200, await response.get_data()
+    answer = await response.get_json()
+    certificate = x509.load_pem_x509_certificate(answer["clientCert"].encode())
+    assert certificate.not_valid_after_utc == expiry  # not 2 h: the token expires in 10 minutes
+    assert answer["expiresAt"] == expiry.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert read_identity(certificate).subject == "system:serviceaccount:ci:builder"
+
+
+async def test_identity_certificates_only_for_and_at_pools_that_accept_mtls(cluster: Cluster, client: Any) -> None:
+    await cluster.pool("tokens-only", auth={"methods": ["token"]})
+    await cluster.pool("both", auth={"methods": ["token", "mtls"]})
+    refused = await request_cert(client, cluster.token("ci-bot"), pools=["both", "tokens-only"])
+    assert refused.status_code == 403
+    assert "default/tokens-only does not accept identity certificates" in (await refused.get_json())["message"]
+    scope = tls_scope((await issue(client, cluster, pools=["both"]))["clientCert"])
+    assert (await client.get("/api/v1/pools/default/both", scope_base=scope)).status_code == 200
+    await cluster.kube.patch(API_VERSION, "BuildKitPool", "both", "default", {"spec": {"auth": {"methods": ["token"]}}})
+    used = await client.get("/api/v1/pools/default/both", scope_base=scope)  # minted before the pool changed
+    assert used.status_code == 403 and "does not accept mtls" in (await used.get_json())["message"]
 
 
 @pytest.mark.parametrize(("body", "field"), [

@@ -61,3 +61,21 @@ def test_a_credential_limited_to_other_pools_is_refused() -> None:
     ("build", False), ("ci/*", True)])
 def test_pool_patterns(pattern: str, matches: bool) -> None:
     assert pool_matches(pattern, make_pool(name="builds", namespace="ci")) is matches
+
+
+METHODS = ("token", "oidc", "serviceaccount", "mtls")
+
+
+@pytest.mark.parametrize(("methods", "accepted"), [
+    ([], METHODS),
+    (["mtls"], METHODS),  # the seed example pool: restricts nothing
+    (["token"], ("token",)),
+    (["token", "mtls"], ("token", "mtls")),
+    (["oidc", "serviceaccount"], ("oidc", "serviceaccount")),
+])
+def test_identity_certificates_only_reach_pools_that_list_mtls(methods: list[str], accepted: tuple[str]) -> None:
+    for method in METHODS:
+        decision = decide({"auth": {"methods": methods}}, Identity(subject="ci", method=method))
+        assert decision.allowed is (method in accepted), (methods, method)
+        if not decision.allowed:
+            assert decision.source == "auth.methods" and f"does not accept {method}" in decision.reason

@@ -6,7 +6,10 @@ TokenRequest and TokenReview endpoints.
 
 from __future__ import annotations
 
+import base64
 import json
+import logging
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,7 @@ from buildkit_controller.core._aio import resolve
 from buildkit_controller.core.errors import AuthenticationError
 from buildkit_controller.core.models import AuthRequest, Runtime
 from buildkit_controller.core.testing import AuthContract, host_with
-from buildkit_controller.plugins.serviceaccount import ServiceAccountAuth
+from buildkit_controller.plugins.serviceaccount import ServiceAccountAuth, _expiry
 from buildkit_controller.plugins.token import TokenAuth, new_static_token
 from kubesim import KubeSim
 
@@ -66,6 +69,7 @@ async def test_static_token_maps_to_subject_and_pools_and_only_its_hash_is_store
     assert token not in (token_dir / "ci-bot").read_text()
     identity = await authenticate(token_host(token_dir), "auth", "token", token)
     assert (identity.subject, identity.method, identity.pools) == ("ci-bot", "token", ("ci/*",))
+    assert identity.expires_at is None  # a static token lives until its file is deleted
 
 
 async def test_static_tokens_reload_and_revocation_rejects(token_dir: Path) -> None:
@@ -121,3 +125,27 @@ async def test_other_audience_and_forged_tokens_are_rejected(sa_host: Any) -> No
     with pytest.raises(AuthenticationError) as info:
         await authenticate(host, "auth", "serviceaccount", forged)
     assert forged not in str(info.value)
+
+
+def payload(token: str) -> dict[str, Any]:
+    part = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))  # type: ignore[no-any-return]
+
+
+async def test_serviceaccount_identity_expires_with_its_token(sa_host: Any, caplog: pytest.LogCaptureFixture) -> None:
+    host, kube = sa_host
+    await kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ci"}})
+    token = await mint(kube, "buildkit-controller")
+    with caplog.at_level(logging.DEBUG, logger="buildkit_controller"):  # ours (the client library's debug
+        identity = await authenticate(host, "auth", "serviceaccount", token)  # log echoes request bodies)
+    assert identity.expires_at == datetime.fromtimestamp(payload(token)["exp"], UTC)
+    assert 590 <= (identity.expires_at - datetime.now(UTC)).total_seconds() <= 600
+    assert token not in caplog.text and token.split(".")[1] not in caplog.text
+
+
+@pytest.mark.parametrize(("claims", "expected"), [
+    ({"exp": 1_900_000_000}, datetime.fromtimestamp(1_900_000_000, UTC)),
+    ({}, None), ({"exp": "tomorrow"}, None), ({"exp": True}, None), ({"exp": 10**20}, None),
+])
+def test_exp_claims_that_are_not_times_give_no_expiry(claims: dict[str, Any], expected: datetime | None) -> None:
+    assert _expiry(claims) == expected

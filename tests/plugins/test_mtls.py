@@ -46,6 +46,11 @@ def test_a_valid_identity_certificate_gives_its_subject_and_pools() -> None:
     assert (identity.subject, identity.method, identity.pools) == ("repo:octo/app", "mtls", ("ci/builds", "ci/other"))
 
 
+def test_an_identity_certificate_identity_expires_with_the_certificate() -> None:
+    pem = identity_pem()
+    assert authenticate(pem).expires_at == pki.certificate_from_pem(pem).not_valid_after_utc
+
+
 def test_abstains_without_a_client_certificate_even_with_a_bearer() -> None:
     host = host_with("auth", "mtls", MutualTLSAuth())
     request = AuthRequest(bearer="bkct_whatever")
