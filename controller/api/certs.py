@@ -131,13 +131,16 @@ async def calling_gateway(routes: Routes) -> tuple[str, str]:
 
 
 async def lookup(routes: Routes, gateway: tuple[str, str], wanted: LookupRequest) -> Response:
-    """The worker serving ``wanted.token``, for the gateway of the token's own pool only."""
+    """The worker serving ``wanted.token``, for the gateway of the token's own pool only; 404 also
+    while that worker has no endpoint (the gateway retries, as for any miss)."""
     namespace, name = gateway
     _, worker = await find_by_token(routes.ctx.kube, wanted.token)
     pool_namespace = worker.pool_ref.namespace or worker.namespace
     expired = worker.allocation is None or worker.allocation.expired(routes.ctx.clock())
     if expired or (pool_namespace, worker.pool_ref.name) != (namespace, name):
         raise NotFoundError(UNKNOWN)  # another pool's token looks exactly like an unknown one
-    answer = LookupResponse(worker_endpoint=worker.status.endpoint or "", worker_name=worker.name,
+    if not worker.status.endpoint:  # its pod is not (or no longer) running: nothing to connect to
+        raise NotFoundError("the worker serving this token has no endpoint yet; retry shortly")
+    answer = LookupResponse(worker_endpoint=worker.status.endpoint, worker_name=worker.name,
                             pool_name=worker.pool_ref.name)
     return jsonify(answer.model_dump(by_alias=True))

@@ -108,7 +108,9 @@ class CertificateResponse(_Out):
 
 
 class LookupResponse(_Out):
-    worker_endpoint: str
+    #: ``tcp://<pod IP>:1234``; a worker that has none yet is answered 404, never an empty endpoint.
+    worker_endpoint: str = Field(min_length=1, description="tcp://<pod IP>:1234 (a worker without an "
+                                 "endpoint yet is answered 404)")
     worker_name: str
     pool_name: str
 

@@ -310,3 +310,17 @@ async def test_lookup_checks_the_published_worker_ca_and_reads_no_ca_secret(
 
 def test_the_published_key_is_the_operators() -> None:
     assert WORKER_CA_KEY == "worker-ca.crt"
+
+
+async def test_lookup_of_a_worker_without_an_endpoint_is_a_404(cluster: Cluster, client: Any) -> None:
+    pool = await cluster.pool()
+    await publish_worker_ca(cluster, pool)
+    await cluster.idle_workers(pool, 1)
+    allocated = await (await client.post("/api/v1/workers/allocate", json={"poolName": "builds"},
+                                         headers=cluster.token("ci-bot"))).get_json()
+    gateway = secret_text(await cluster.kube.get("v1", "Secret", "builds-gateway-worker-client", "default"))
+    await cluster.kube.patch(API_VERSION, "BuildKitWorker", allocated["workerName"], "default",
+                             {"status": {"endpoint": None}}, status=True)  # its pod went away
+    response = await client.post(LOOKUP, json={"token": allocated["token"]}, scope_base=tls_scope(gateway["tls.crt"]))
+    assert response.status_code == 404, await response.get_data()
+    assert "no endpoint yet" in (await response.get_json())["message"]
