@@ -3,7 +3,12 @@
 Clean-up (builder removed, certificates deleted, allocation released) runs on success, on a failing build,
 and on SIGINT/SIGTERM: the signal is forwarded to the running docker child, bkctl waits for it to exit,
 cleans up, and exits 128 + the signal's number. A signal that arrives while the allocation request is
-still waiting stops bkctl at once: there is nothing to clean up yet.
+still waiting for the API's answer stops bkctl at once: there is nothing to clean up yet (the API deletes the
+worker of a request whose client went away). Once the answer starts arriving, a signal is only remembered:
+the answer is read and recorded, then cleaned up (the allocation released) like any other.
+
+A build that docker did not finish because a signal bkctl did not send killed it (say, SIGKILL from the OOM
+killer) exits 128 + that signal's number, as a shell reports it.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import click
 
 from buildkit_controller.bkctl.allocate import (
     POOL_OPTIONS,
+    check_gateway_endpoint,
     gateway_address,
     gateway_server_name,
     release_worker,
@@ -40,7 +46,7 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class Interrupted(BaseException):  # like KeyboardInterrupt: not caught by ``except Exception``
-    """A signal arrived while bkctl was waiting for the allocation."""
+    """A signal arrived while bkctl was waiting for the API to answer the allocation request."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
@@ -75,12 +81,16 @@ class Signals:
 
     @contextlib.contextmanager
     def interruptible(self) -> Iterator[None]:
-        """Within the block a signal raises :class:`Interrupted` (nothing to clean up yet)."""
+        """Within the block, until :meth:`answered`, a signal raises :class:`Interrupted` (nothing to clean up)."""
         self._interruptible = True
         try:
             yield
         finally:
             self._interruptible = False
+
+    def answered(self) -> None:
+        """The API's answer is arriving: from now on a signal is only remembered, so that clean-up runs."""
+        self._interruptible = False
 
     def run(self, argv: Sequence[str], *, forward: bool = True, quiet: bool = False) -> int:
         """Run a docker command to its end; with ``forward``, signals reach it (else it has its own group)."""
@@ -100,6 +110,22 @@ def _warn(message: str) -> None:
     click.echo(f"bkctl: warning: {message}", err=True)
 
 
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:  # a real-time signal, say
+        return f"signal {signum}"
+
+
+def _exit_status(code: int) -> int:
+    """A process's exit status as a shell reports it: killed by signal N (``Popen`` says -N) is 128 + N."""
+    return 128 - code if code < 0 else code
+
+
+def _how(code: int) -> str:
+    return f"killed by {_signal_name(-code)}, exit {_exit_status(code)}" if code < 0 else f"exit {code}"
+
+
 @dataclass(kw_only=True)
 class _Session:
     """One build: what exists so far, so that clean-up undoes exactly that."""
@@ -114,7 +140,7 @@ class _Session:
     def run(self, docker: str, gateway: str | None, user_args: Sequence[str], wanted: dict[str, Any]) -> int:
         pair = new_key_pair()
         with self.signals.interruptible():
-            self.answer = request_allocation(self.opts, pair, **wanted)
+            self.answer = request_allocation(self.opts, pair, on_response=self.signals.answered, **wanted)
         code = 0
         try:
             self.files = write_certs(self.answer, pair.key_pem, None)
@@ -126,15 +152,17 @@ class _Session:
             if self.signals.received is None:
                 progress("Building...")
                 code = self.signals.run(self.plan.build)
+                if code < 0 and self.signals.received is None:
+                    click.echo(f"bkctl: docker buildx build was {_how(code)}", err=True)
         finally:
             self.clean_up()
-        return code if self.signals.received is None else 128 + self.signals.received
+        return _exit_status(code) if self.signals.received is None else 128 + self.signals.received
 
     def create(self, plan: BuildPlan) -> None:
         progress(f"Creating buildx builder {plan.builder}...")
         self.created = self.signals.run(plan.create, quiet=True)  # it prints the name: stdout is the build's
         if self.created != 0 and self.signals.received is None:
-            raise BkctlError(EXIT_DOCKER, f"docker buildx create failed (exit {self.created}); "
+            raise BkctlError(EXIT_DOCKER, f"docker buildx create failed ({_how(self.created)}); "
                                           "see docker's message above")
 
     def clean_up(self) -> None:
@@ -151,7 +179,8 @@ class _Session:
         except BkctlError as exc:
             _warn(f"could not release allocation {self.answer.get('allocationId')} ({exc.message}); "
                   f"it ends at {self.answer.get('expiresAt')}")
-        progress("Cleaned up: builder removed, certificates deleted, allocation released")
+        else:
+            progress("Cleaned up: builder removed, certificates deleted, allocation released")
 
 
 @click.command("build", epilog=EXIT_CODES_HELP, context_settings={"ignore_unknown_options": True})
@@ -169,15 +198,17 @@ def build_command(opts: Options, gateway_endpoint: str | None, docker: str, buil
     docker buildx builder with the remote driver for the pool's gateway, runs `docker buildx build
     --builder <it>` with everything after `--`, adding the pool's cache hints as --cache-from/--cache-to
     unless you pass your own. Then, always (success, failure, Ctrl-C, SIGTERM), removes the builder,
-    deletes the certificates and releases the worker. Exits with the build's exit code.
+    deletes the certificates and releases the worker. Exits with the build's exit code (128+N when a
+    signal N killed it).
     """
+    check_gateway_endpoint(gateway_endpoint)
     executable = find_docker(docker)
     with Signals() as signals:
         try:
             code = _Session(opts=opts, signals=signals).run(executable, gateway_endpoint, build_args, wanted)
         except Interrupted as stop:
-            click.echo(f"bkctl: interrupted by {signal.Signals(stop.signum).name} while allocating", err=True)
+            click.echo(f"bkctl: interrupted by {_signal_name(stop.signum)} while allocating", err=True)
             sys.exit(128 + stop.signum)
     if signals.received is not None:
-        click.echo(f"bkctl: interrupted by {signal.Signals(signals.received).name}; cleaned up", err=True)
+        click.echo(f"bkctl: interrupted by {_signal_name(signals.received)}; cleaned up", err=True)
     sys.exit(code)

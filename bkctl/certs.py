@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -57,7 +59,10 @@ def new_key_pair(common_name: str = "bkctl") -> KeyPair:
 
 def _directory(wanted: Path | None) -> Path:
     if wanted is None:
-        return Path(tempfile.mkdtemp(prefix="bkctl-certs-"))  # mode 0700
+        try:
+            return Path(tempfile.mkdtemp(prefix="bkctl-certs-"))  # mode 0700
+        except OSError as exc:  # also no usable temp dir at all (TMPDIR)
+            raise BkctlError(EXIT_CREDENTIALS, f"cannot create a private temp dir: {exc.strerror or exc}") from None
     try:
         wanted.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
@@ -82,14 +87,26 @@ def _decode(answer: Mapping[str, Any], field: str) -> bytes:
 
 
 def write_certs(answer: Mapping[str, Any], key_pem: bytes | None, wanted: Path | None) -> CertFiles:
-    """Write ca.crt, client.crt and client.key (the local key, else the answer's ``clientKey``)."""
+    """Write ca.crt, client.crt and client.key (the local key, else the answer's ``clientKey``).
+
+    All or nothing: on failure the files written so far, and the directory if it was created here, are removed.
+    """
+    contents = {"ca.crt": _decode(answer, "caCert"), "client.crt": _decode(answer, "clientCert"),
+                "client.key": key_pem if key_pem is not None else _decode(answer, "clientKey")}
+    created = wanted is None or not wanted.exists()
     directory = _directory(wanted)
-    files = CertFiles(directory=directory, ca_cert=directory / "ca.crt",
-                      client_cert=directory / "client.crt", client_key=directory / "client.key")
+    written: list[Path] = []
     try:
-        _write_private(files.ca_cert, _decode(answer, "caCert"))
-        _write_private(files.client_cert, _decode(answer, "clientCert"))
-        _write_private(files.client_key, key_pem if key_pem is not None else _decode(answer, "clientKey"))
+        for name, data in contents.items():
+            _write_private(directory / name, data)
+            written.append(directory / name)
     except OSError as exc:
-        raise BkctlError(EXIT_CREDENTIALS, f"cannot write certificates to {directory}: {exc.strerror}") from None
-    return files
+        if created:
+            shutil.rmtree(directory, ignore_errors=True)
+        for path in written:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        raise BkctlError(EXIT_CREDENTIALS, f"cannot write certificates to {directory}: {exc.strerror or exc}"
+                         ) from None
+    return CertFiles(directory=directory, ca_cert=directory / "ca.crt", client_cert=directory / "client.crt",
+                     client_key=directory / "client.key")

@@ -94,12 +94,21 @@ class ApiClient:
         self._timeout = timeout
 
     def request(self, method: str, path: str, body: Mapping[str, Any] | None = None, *,
-                timeout: float = DEFAULT_TIMEOUT, auth: bool = True) -> httpx.Response:
-        """One request, any status; a :class:`BkctlError` only when no answer came."""
+                timeout: float = DEFAULT_TIMEOUT, auth: bool = True,
+                on_response: Callable[[], None] | None = None) -> httpx.Response:
+        """One request, any status; a :class:`BkctlError` only when no answer came.
+
+        ``on_response`` is called once the answer's status line and headers are in, before its body is read.
+        """
         endpoint = self.connection.endpoint.rstrip("/")
         headers = {"Accept": "application/json", **({"Authorization": f"Bearer {self._token()}"} if auth else {})}
+        hooks: dict[str, list[Callable[[httpx.Response], None]]] = {}
+        if on_response is not None:
+            answered = on_response
+            hooks["response"] = [lambda _: answered()]
         try:
-            with httpx.Client(verify=self.connection.verify(), timeout=self._timeout or timeout) as http:
+            with httpx.Client(verify=self.connection.verify(), timeout=self._timeout or timeout,
+                              event_hooks=hooks) as http:
                 return http.request(method, f"{endpoint}{path}", json=body, headers=headers)
         except httpx.InvalidURL as exc:
             raise BkctlError(EXIT_WRONG_ENDPOINT, f"invalid endpoint {endpoint!r}: {exc}") from None
@@ -107,9 +116,9 @@ class ApiClient:
             raise _transport_error(exc, endpoint) from None
 
     def call(self, method: str, path: str, body: Mapping[str, Any] | None = None,
-             timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
+             timeout: float = DEFAULT_TIMEOUT, on_response: Callable[[], None] | None = None) -> dict[str, Any]:
         """One request; its JSON object answer, or a :class:`BkctlError` for anything but 200."""
-        response = self.request(method, path, body, timeout=timeout)
+        response = self.request(method, path, body, timeout=timeout, on_response=on_response)
         if response.status_code != httpx.codes.OK:
             raise http_error(response, self.connection.endpoint.rstrip("/"))
         return json_object(response, self.connection.endpoint.rstrip("/"))

@@ -4,7 +4,8 @@ Checks, in order: the API answers (``/api/v1/health``) and its version; a creden
 accepts it; the clocks agree (the API's ``Date`` header, within :data:`MAX_CLOCK_SKEW`); then, with
 ``--pool``: a fresh 5-minute allocation, its client certificate, a TLS handshake with the gateway plus an
 HTTP/2 hello to the worker behind it, and the release. A check that cannot run because an earlier one
-failed is skipped.
+failed is skipped; a check that fails in a way nobody foresaw is reported as failed, never as a traceback,
+and the release runs whatever happened before it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ import click
 import httpx
 
 from buildkit_controller.bkctl import render
-from buildkit_controller.bkctl.allocate import allocate_worker, gateway_address, gateway_server_name, release_worker
+from buildkit_controller.bkctl.allocate import (
+    allocate_worker,
+    check_gateway_endpoint,
+    gateway_address,
+    gateway_server_name,
+    release_worker,
+)
 from buildkit_controller.bkctl.certs import CertFiles
 from buildkit_controller.bkctl.client import DEFAULT_TIMEOUT, ApiClient, http_error, json_object
 from buildkit_controller.bkctl.credentials import find_credential
@@ -63,6 +70,7 @@ _REMEDIES = {
     EXIT_UNAVAILABLE: "the pool is at capacity: retry later, or ask its owner to raise spec.scaling.max",
     EXIT_API: "read the API's message above; if it is about the request, compare versions (version check)",
 }
+_BUG_REMEDY = "this is a bug in bkctl or an answer it did not expect: please report this line and `bkctl version`"
 _TLS_REMEDY = ("the API's TLS certificate is not trusted here: pass --tls-ca/BKCTL_TLS_CA the CA bundle that "
                "signed it (--insecure-skip-verify only for a throw-away test setup)")
 
@@ -101,13 +109,15 @@ class Doctor:
 
     @contextlib.contextmanager
     def check(self, name: str) -> Iterator[None]:
-        """Record a :class:`BkctlError` or :class:`ProbeError` raised in the block as ``name`` failing."""
+        """Record an error raised in the block as ``name`` failing: the other checks still run."""
         try:
             yield
         except BkctlError as exc:
             self.failed(name, exc.message, _remedy(exc))
         except ProbeError as exc:
             self.failed(name, exc.message, exc.remedy)
+        except Exception as exc:  # one unforeseen failure must not hide the other checks
+            self.failed(name, f"unexpected error: {type(exc).__name__}: {exc}", _BUG_REMEDY)
 
     def ok(self, name: str) -> bool:
         return any(c.name == name and c.status == "passed" for c in self.checks)
@@ -120,11 +130,17 @@ def _bkctl_version() -> str:
         return "0+unknown"
 
 
-def _skew(response: httpx.Response, local: datetime.datetime) -> float | None:
+def _skew(response: httpx.Response, local: datetime.datetime) -> float | str:
+    """Seconds the API's clock is ahead of ``local``; else why that cannot be told."""
+    date = response.headers.get("Date")
+    if date is None:
+        return "the API's answer carried no Date header to compare with"
     try:
-        server = email.utils.parsedate_to_datetime(response.headers["Date"])
-    except (KeyError, TypeError, ValueError):
-        return None
+        server = email.utils.parsedate_to_datetime(date)
+    except (TypeError, ValueError):
+        return f"unknown: the API's Date header {date[:60]!r} is not a date"
+    if server.tzinfo is None:  # "-0000": UTC, with no claim about the local time zone (RFC 5322 3.3)
+        server = server.replace(tzinfo=datetime.UTC)
     return (server - local).total_seconds()
 
 
@@ -148,9 +164,9 @@ def check_api(doctor: Doctor) -> None:
         doctor.skipped("version", "needs a reachable API")
 
 
-def _check_clock(doctor: Doctor, skew: float | None) -> None:
-    if skew is None:
-        doctor.skipped("clock", "the API's answer carried no Date header to compare with")
+def _check_clock(doctor: Doctor, skew: float | str) -> None:
+    if isinstance(skew, str):
+        doctor.skipped("clock", skew)
     elif abs(skew) > MAX_CLOCK_SKEW:
         behind = "behind" if skew > 0 else "ahead of"
         doctor.failed("clock", f"this machine's clock is {abs(skew):.0f} s {behind} the API's (more than "
@@ -222,8 +238,8 @@ def _check_certificates(doctor: Doctor, answer: dict[str, Any], files: CertFiles
                         ) -> None:
     with doctor.check("client certificate"):
         doctor.passed("client certificate", check_client_certificate(files, str(answer.get("allocationId"))))
-    address, name = gateway_address(answer, gateway), gateway_server_name(answer)
     with doctor.check("gateway"):
+        address, name = gateway_address(answer, gateway), gateway_server_name(answer)
         tls = probe_gateway(address, name, files, doctor.opts.timeout or DEFAULT_TIMEOUT)
         shook = f"TLS handshake with {address} (as {name}): {tls.version}, {tls.cipher}, ALPN {tls.alpn or 'none'}"
         if tls.worker_answered:
@@ -260,6 +276,7 @@ def doctor_command(opts: Options, pool: str | None, namespace: str, gateway_endp
 
     --output json prints the checks as a list of {name, status, detail, remedy}.
     """
+    check_gateway_endpoint(gateway_endpoint)
     doctor = Doctor(opts=opts)
     check_api(doctor)
     check_credentials(doctor)

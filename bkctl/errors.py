@@ -37,7 +37,8 @@ EXIT_CODES_HELP: Final = (
     "(refused, DNS, timeout, TLS); 5 not the allocation API (wrong endpoint); 6 unauthorized (401); "
     "7 forbidden (403); 8 not found (404); 9 unavailable (503, shows Retry-After); 10 docker missing or "
     "builder not created; 11 a doctor check failed; 130/143 interrupted by SIGINT/SIGTERM. Once its build "
-    "has run, build exits with docker buildx build's own code."
+    "has run, build exits with docker buildx build's own code, or 128+N when signal N killed the build "
+    "(137: SIGKILL, e.g. the OOM killer)."
 )
 
 

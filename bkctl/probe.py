@@ -12,12 +12,19 @@ import datetime
 import socket
 import ssl
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 
+from buildkit_controller.bkctl.allocate import split_host_port
 from buildkit_controller.bkctl.certs import CertFiles
+from buildkit_controller.core.errors import CertificateVerificationError, PKIError
+from buildkit_controller.core.pki import (
+    ALLOCATION_URI_PREFIX,
+    Purpose,
+    allocation_id_from_certificate,
+    certificates_from_pem,
+    verify_certificate,
+)
 
 __all__ = ["ProbeError", "TlsResult", "check_client_certificate", "probe_gateway"]
 
@@ -44,43 +51,49 @@ class TlsResult:
 
 
 def check_client_certificate(files: CertFiles, allocation_id: str) -> str:
-    """Verify the client certificate was issued by the returned CA bundle, is current, names the allocation."""
+    """Verify the client certificate as the gateway will: issued by the returned CA bundle, current, for client
+    authentication (extended key usage ``clientAuth``), naming the allocation (its one URI SAN)."""
     try:
-        cert = x509.load_pem_x509_certificate(files.client_cert.read_bytes())
-        bundle = x509.load_pem_x509_certificates(files.ca_cert.read_bytes())
-    except ValueError as exc:
+        cert = certificates_from_pem(files.client_cert.read_bytes())[0]
+        bundle = certificates_from_pem(files.ca_cert.read_bytes())
+    except PKIError as exc:
         raise ProbeError(f"the returned certificates cannot be parsed ({exc})",
                          "report this to the operator: the API returned malformed caCert/clientCert") from None
-    issuer = next((ca for ca in bundle if _issued_by(cert, ca)), None)
-    if issuer is None:
-        raise ProbeError("the client certificate is not signed by any CA in the returned caCert bundle",
-                         "the API's pool certificates are inconsistent; ask the operator to check the pool's "
-                         "tenant CA Secret")
     now = datetime.datetime.now(datetime.UTC)
-    if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
-        raise ProbeError(f"the client certificate is valid {cert.not_valid_before_utc} to "
-                         f"{cert.not_valid_after_utc}, not now ({now:%Y-%m-%d %H:%M:%S} UTC here)",
-                         "fix this machine's clock (see the clock check)")
-    if f"buildkit://allocation/{allocation_id}" not in (uris := _uris(cert)):
-        raise ProbeError(f"the client certificate names {uris}, not allocation {allocation_id}",
+    try:
+        chain = verify_certificate(cert, bundle, purpose=Purpose.CLIENT, now=now)
+        named = allocation_id_from_certificate(cert)
+    except CertificateVerificationError as exc:
+        raise _unverified(cert, exc, now) from None
+    if named != allocation_id:
+        raise ProbeError(f"the client certificate names {ALLOCATION_URI_PREFIX}{named}, not allocation "
+                         f"{allocation_id}",
                          "report this to the operator: the API signed a certificate for another allocation")
+    issuer = chain[1] if len(chain) > 1 else chain[0]
     return f"signed by {issuer.subject.rfc4514_string()}, valid until {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
 
 
-def _uris(cert: x509.Certificate) -> list[str]:
-    try:
-        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return []
-    return names.get_values_for_type(x509.UniformResourceIdentifier)
-
-
-def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
-    try:
-        cert.verify_directly_issued_by(ca)
-    except (InvalidSignature, ValueError, TypeError):  # a wrong key, a name mismatch, an unsupported key type
-        return False
-    return True
+def _unverified(cert: x509.Certificate, exc: CertificateVerificationError, now: datetime.datetime) -> ProbeError:
+    """Say what the verifier's ``reason`` means for this allocation, and what to do about it."""
+    operator = "report this to the operator: "
+    if exc.reason == "unknown-issuer":
+        return ProbeError("the client certificate is not signed by any CA in the returned caCert bundle",
+                          "the API's pool certificates are inconsistent; ask the operator to check the pool's "
+                          "tenant CA Secret")
+    if exc.reason in {"expired", "not-yet-valid"}:
+        return ProbeError(f"the client certificate is valid {cert.not_valid_before_utc} to "
+                          f"{cert.not_valid_after_utc}, not now ({now:%Y-%m-%d %H:%M:%S} UTC here)",
+                          "fix this machine's clock (see the clock check)")
+    if exc.reason == "wrong-usage":
+        return ProbeError("the client certificate is not for client authentication (no clientAuth extended key "
+                          "usage)", f"{operator}the gateway refuses such a certificate")
+    if exc.reason == "bad-identity":
+        return ProbeError(f"the client certificate names no allocation ({exc})",
+                          f"{operator}the gateway only accepts a certificate whose one URI SAN is "
+                          f"{ALLOCATION_URI_PREFIX}<id>")
+    return ProbeError(f"the client certificate does not verify against the returned caCert bundle ({exc})",
+                      f"{operator}the pool's tenant CA or the certificates the API issues are unusable for TLS "
+                      "clients")
 
 
 def _context(files: CertFiles) -> ssl.SSLContext:
@@ -91,10 +104,12 @@ def _context(files: CertFiles) -> ssl.SSLContext:
 
 
 def _split(address: str) -> tuple[str, int]:
-    parts = urlsplit(f"tcp://{address}")
-    if not parts.hostname or parts.port is None:
-        raise ProbeError(f"gateway address {address!r} is not host:port", "pass --gateway-endpoint HOST:PORT")
-    return parts.hostname, parts.port
+    try:
+        return split_host_port(address)
+    except ValueError as exc:
+        raise ProbeError(f"the gateway address {exc}",
+                         "pass --gateway-endpoint/BKCTL_GATEWAY_ENDPOINT HOST:PORT; if the address is the one "
+                         "the API returned, ask the operator to fix the pool's gateway endpoint") from None
 
 
 def _worker_answers(tls: ssl.SSLSocket) -> bool:

@@ -10,6 +10,7 @@ as the operator would after a real readiness probe. A small threaded HTTP server
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import datetime
 import ipaddress
@@ -19,9 +20,11 @@ import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +43,12 @@ from buildkit_controller.controller.manifests.names import API_VERSION, POOL_LAB
 from buildkit_controller.controller.manifests.secrets import pool_secret
 from buildkit_controller.controller.reconciler.kube import Kube
 from buildkit_controller.core.models import Pool
+from buildkit_controller.core.pki import (
+    AllocationIdentity,
+    create_ca,
+    issue_allocation_certificate,
+    issue_server_certificate,
+)
 from buildkit_controller.core.pool_certs import plan_pool_certificates
 from buildkit_controller.core.settings import PluginSettings
 from buildkit_controller.core.testing import NOW
@@ -221,6 +230,12 @@ class Reply:
     status: int
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
+    body_delay: float = 0.0  # seconds between the headers (sent at once) and the body
+
+
+def read_json(handler: BaseHTTPRequestHandler) -> Any:
+    """The JSON body of the request ``handler`` serves."""
+    return json.loads(handler.rfile.read(int(handler.headers.get("Content-Length", "0"))) or b"null")
 
 
 Route = Callable[[BaseHTTPRequestHandler], Reply]
@@ -233,6 +248,7 @@ class FakeServer:
     url: str
     routes: dict[str, Route] = field(default_factory=dict)
     seen: list[str] = field(default_factory=list)
+    headers_sent: list[str] = field(default_factory=list)  # paths whose reply's body is delayed, headers out
 
 
 def _handler(fake: FakeServer) -> type[BaseHTTPRequestHandler]:
@@ -249,6 +265,10 @@ def _handler(fake: FakeServer) -> type[BaseHTTPRequestHandler]:
                 if name != "Date":  # sent by send_response, from date_time_string
                     self.send_header(name, value)
             self.end_headers()
+            if reply.body_delay:
+                self.wfile.flush()
+                fake.headers_sent.append(self.path)
+                time.sleep(reply.body_delay)
             self.wfile.write(reply.body)
 
         do_GET = do_POST = answer
@@ -273,3 +293,44 @@ def fake() -> Iterator[FakeServer]:
     httpd.shutdown()
     httpd.server_close()
     thread.join(timeout=5)
+
+
+# --- a stand-in allocation API, for answers the real one never gives ----------------------------
+ALLOCATION_ID = "fakealloc0001"
+
+
+def allocation_answer(*, usage: str = "client", gateway: str = "tcp://builds.default.svc:1235") -> dict[str, Any]:
+    """An allocation answer with real certificates from a throw-away tenant CA; ``usage="server"`` gives a
+    certificate signed by that CA but for serverAuth, one the gateway would refuse."""
+    ca = create_ca("default/builds tenant CA", lifetime=datetime.timedelta(days=1))
+    hour = datetime.timedelta(hours=1)
+    if usage == "client":
+        leaf = issue_allocation_certificate(
+            ca, AllocationIdentity(allocation_id=ALLOCATION_ID, pool="builds", namespace="default"), lifetime=hour)
+    else:
+        leaf = issue_server_certificate(ca, dns_names=["builds.default.svc"], lifetime=hour)
+    return {"workerName": "builds-worker-000", "allocationId": ALLOCATION_ID, "token": f"{ALLOCATION_ID}.s3cret",
+            "endpoint": "tcp://127.0.9.1:1234", "gatewayEndpoint": gateway, "expiresAt": "2030-01-01T00:00:00Z",
+            "caCert": base64.b64encode(ca.certificate_pem).decode(),
+            "clientCert": base64.b64encode(leaf.certificate_pem).decode()}
+
+
+def play_api(fake: FakeServer, answer: Mapping[str, Any], *, body_delay: float = 0.0) -> list[Any]:
+    """Make ``fake`` the allocation API handing out ``answer``; the list fills with the release requests' bodies."""
+    released: list[Any] = []
+
+    def ok(body: Any, delay: float = 0.0) -> Reply:
+        return Reply(200, json.dumps(body).encode(), {"Content-Type": "application/json"}, body_delay=delay)
+
+    def release(handler: BaseHTTPRequestHandler) -> Reply:
+        released.append(read_json(handler))
+        return ok({"message": "Worker released successfully"})
+
+    fake.routes.update({
+        "/api/v1/health": lambda _: ok({"status": "ok"}),
+        "/api/v1/openapi.json": lambda _: ok({"info": {"version": version("buildkit-controller")}}),
+        "/api/v1/pools": lambda _: ok({"pools": [{"namespace": "default", "name": "builds"}]}),
+        "/api/v1/workers/allocate": lambda _: ok(answer, body_delay),
+        "/api/v1/workers/release": release,
+    })
+    return released

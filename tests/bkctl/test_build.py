@@ -35,7 +35,19 @@ from buildkit_controller.core.models import Worker
 from buildkit_controller.core.settings import PluginSettings
 from kubesim import KubeSim
 
-from .conftest import BKCTL, Api, FakeServer, Reply, Result, bkctl, clean_env, serving
+from .conftest import (
+    ALLOCATION_ID,
+    BKCTL,
+    Api,
+    FakeServer,
+    Reply,
+    Result,
+    allocation_answer,
+    bkctl,
+    clean_env,
+    play_api,
+    serving,
+)
 
 GATEWAY = "tcp://builds.default.svc:1235"  # the pool's gatewayEndpoint, as the API returns it
 CACHE_FROM = "type=registry,ref=registry.example/cache:builds"
@@ -70,7 +82,9 @@ if args[:2] == ["buildx", "build"]:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     note(started=True)
-    print("fake build output")
+    print("fake build output", flush=True)
+    if "FAKE_DOCKER_KILL" in os.environ:  # as the OOM killer would
+        os.kill(os.getpid(), int(os.environ["FAKE_DOCKER_KILL"]))
     time.sleep(float(os.environ.get("FAKE_DOCKER_SLEEP", "0")))
     sys.exit(int(os.environ.get("FAKE_DOCKER_EXIT", "0")))
 note()
@@ -259,3 +273,47 @@ async def test_signal_while_waiting_for_the_allocation(fake: FakeServer, docker:
                                "build", "-p", "builds", "--", ".", env=env)
     assert (result.code, result.err) == (128 + signal.SIGTERM, "bkctl: interrupted by SIGTERM while allocating\n")
     assert docker.calls() == []
+
+
+async def test_build_killed_by_a_signal_bkctl_did_not_send(api: Api, docker: FakeDocker) -> None:
+    """SIGKILL (the OOM killer, say): 128 + 9 as a shell says it, not Python's -9 (which would exit 247)."""
+    result = await bkctl("build", "-p", "builds", "--", ".",
+                         env=docker.env(api, FAKE_DOCKER_KILL=str(int(signal.SIGKILL))))
+    assert result.code == 128 + signal.SIGKILL, result.err
+    assert result.err == "bkctl: docker buildx build was killed by SIGKILL, exit 137\n"
+    await assert_cleaned_up(docker, api)
+
+
+async def test_signal_after_the_api_answered_still_releases(fake: FakeServer, docker: FakeDocker,
+                                                           tmp_path: Path) -> None:
+    """The answer's headers are in, its body not yet: the signal waits for the answer, which is then released."""
+    released = play_api(fake, allocation_answer(), body_delay=2)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    first: list[float] = []
+
+    def answering() -> bool:  # the headers went out a moment ago: bkctl has read them by now
+        if fake.headers_sent and not first:
+            first.append(time.monotonic())
+        return bool(first) and time.monotonic() - first[0] > 0.5
+
+    env = {"BKCTL_ENDPOINT": fake.url, "BKCTL_TOKEN": "t", "BKCTL_DOCKER": str(docker.path),
+           "FAKE_DOCKER_LOG": str(docker.log), "TMPDIR": str(temp)}
+    result = await signal_when(answering, signal.SIGTERM, "build", "-p", "builds", "--", ".", env=env)
+    assert (result.code, result.err) == (128 + signal.SIGTERM, "bkctl: interrupted by SIGTERM; cleaned up\n")
+    assert released == [{"token": f"{ALLOCATION_ID}.s3cret"}]
+    assert docker.calls() == []  # no builder was created after the signal
+    assert list(temp.iterdir()) == []  # nor certificates left behind
+
+
+async def test_an_answer_without_a_token_is_a_warning(fake: FakeServer, docker: FakeDocker) -> None:
+    answer = {k: v for k, v in allocation_answer().items() if k != "token"}
+    released = play_api(fake, answer)
+    env = {"BKCTL_ENDPOINT": fake.url, "BKCTL_TOKEN": "t", "BKCTL_DOCKER": str(docker.path),
+           "FAKE_DOCKER_LOG": str(docker.log)}
+    result = await bkctl("build", "-p", "builds", "--", ".", env=env)
+    assert result.code == 0, result.err
+    assert result.err == (f"bkctl: warning: could not release allocation {ALLOCATION_ID} (the allocation answer "
+                          "carries no token to release it with); it ends at 2030-01-01T00:00:00Z\n")
+    assert released == []
+    assert [c["argv"][1] for c in docker.calls()] == ["create", "build", "rm"]

@@ -9,9 +9,26 @@ import json
 import time
 from typing import Any
 
-from buildkit_controller.bkctl.errors import EXIT_CHECKS_FAILED
+import pytest
 
-from .conftest import Api, FakeServer, Reply, Result, TlsApi, bkctl, server_certificate
+from buildkit_controller.bkctl.doctor import Check, Doctor
+from buildkit_controller.bkctl.errors import EXIT_CHECKS_FAILED, EXIT_USAGE
+from buildkit_controller.bkctl.options import Options
+from buildkit_controller.controller.manifests.names import API_VERSION
+from buildkit_controller.core.models import Worker
+
+from .conftest import (
+    ALLOCATION_ID,
+    Api,
+    FakeServer,
+    Reply,
+    Result,
+    TlsApi,
+    allocation_answer,
+    bkctl,
+    play_api,
+    server_certificate,
+)
 
 
 def checks(result: Result) -> dict[str, dict[str, Any]]:
@@ -101,3 +118,72 @@ async def test_not_the_api(fake: FakeServer) -> None:
         "allocation API?",
         "       fix: --endpoint/BKCTL_ENDPOINT must be the allocation API's base URL, e.g. "
         "http://buildkit-controller.buildkit-system.svc:8082"]
+
+
+async def test_api_date_without_a_time_zone_or_not_a_date(fake: FakeServer) -> None:
+    """``-0000`` (RFC 5322: UTC, local zone unknown; what email.utils.formatdate writes) is UTC; garbage is
+    an unknown clock, not a traceback."""
+    fake.routes["/api/v1/health"] = lambda _: _health(email.utils.formatdate(time.time()))
+    result = await bkctl("doctor", "--endpoint", fake.url, "--token", "t", "-o", "json")
+    assert "Traceback" not in result.err, result.err
+    assert checks(result)["clock"]["status"] == "passed", result.out
+    fake.routes["/api/v1/health"] = lambda _: _health("around noon")
+    garbled = await bkctl("doctor", "--endpoint", fake.url, "--token", "t", "-o", "json")
+    assert "Traceback" not in garbled.err, garbled.err
+    assert checks(garbled)["clock"] == {"name": "clock", "status": "skipped", "remedy": "",
+                                        "detail": "unknown: the API's Date header 'around noon' is not a date"}
+
+
+@pytest.mark.parametrize("endpoint", ["gw:abc", "gw:99999", "gw:0", "gw", ":1235"])
+async def test_a_gateway_endpoint_that_is_not_host_port_is_a_usage_error(api: Api, endpoint: str) -> None:
+    """Refused before anything is allocated, as one line."""
+    result = await bkctl("doctor", "-p", "builds", "--gateway-endpoint", endpoint, env=api.env())
+    assert (result.code, result.out) == (EXIT_USAGE, ""), result.err
+    assert result.err == (f"bkctl: error: --gateway-endpoint/BKCTL_GATEWAY_ENDPOINT {endpoint!r} is not HOST:PORT "
+                          "(with a port from 1 to 65535)\n")
+    workers = await api.kube.list(API_VERSION, "BuildKitWorker", "default")
+    assert [Worker.from_body(w).allocation for w in workers] == [None, None]
+
+
+async def test_an_answer_the_gateway_would_refuse_fails_its_checks_and_is_released(fake: FakeServer) -> None:
+    """A certificate signed by the pool's CA but for serverAuth, and a gateway address that is no HOST:PORT:
+    two failed checks with what to do, and the allocation released all the same."""
+    released = play_api(fake, allocation_answer(usage="server", gateway="tcp://gw:abc"))
+    result = await bkctl("doctor", "-p", "builds", "--endpoint", fake.url, "--token", "t", "-o", "json")
+    assert result.code == EXIT_CHECKS_FAILED, result.out + result.err
+    assert result.err == "bkctl: error: 2 check(s) failed\n"
+    found = checks(result)
+    assert found["client certificate"]["status"] == "failed"
+    assert found["client certificate"]["detail"] == ("the client certificate is not for client authentication "
+                                                     "(no clientAuth extended key usage)")
+    assert found["client certificate"]["remedy"].startswith("report this to the operator")
+    assert found["gateway"]["status"] == "failed"
+    assert found["gateway"]["detail"] == "the gateway address 'gw:abc' is not HOST:PORT (with a port from 1 to 65535)"
+    assert found["gateway"]["remedy"].startswith("pass --gateway-endpoint/BKCTL_GATEWAY_ENDPOINT HOST:PORT")
+    assert found["release"]["status"] == "passed"
+    assert released == [{"token": f"{ALLOCATION_ID}.s3cret"}]
+
+
+async def test_a_client_certificate_for_another_allocation(fake: FakeServer) -> None:
+    answer = allocation_answer()
+    released = play_api(fake, {**answer, "allocationId": "otheralloc0002", "gatewayEndpoint": "127.0.0.1:1"})
+    result = await bkctl("doctor", "-p", "builds", "--endpoint", fake.url, "--token", "t", "-o", "json")
+    found = checks(result)
+    assert found["client certificate"]["detail"] == (f"the client certificate names buildkit://allocation/"
+                                                     f"{ALLOCATION_ID}, not allocation otheralloc0002")
+    assert found["release"]["status"] == "passed" and released == [{"token": answer["token"]}]
+
+
+def test_an_unforeseen_error_is_a_failed_check_not_a_traceback() -> None:
+    opts = Options(endpoint="http://127.0.0.1:1", token="t", tls_ca=None, insecure_skip_verify=False,
+                   audience="buildkit-controller", output="text")
+    doctor = Doctor(opts=opts)
+    with doctor.check("gateway"):
+        raise RuntimeError("something nobody foresaw")
+    with doctor.check("release"):
+        doctor.passed("release", "allocation x released")
+    [failed, released] = doctor.checks
+    assert (failed.name, failed.status, failed.detail) == ("gateway", "failed",
+                                                           "unexpected error: RuntimeError: something nobody foresaw")
+    assert failed.remedy.startswith("this is a bug in bkctl or an answer it did not expect")
+    assert released == Check(name="release", status="passed", detail="allocation x released")
