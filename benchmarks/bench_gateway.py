@@ -7,7 +7,7 @@ Needs nginx with the stream module (Debian/Ubuntu, as root)::
 Without it the benchmark says so and exits with status 2. Run from the repository root (about 5
 minutes with the defaults on a 2-core VM)::
 
-    .venv/bin/python benchmarks/bench_gateway.py [--rounds 5] [--mib 1024] [--conns 300]
+    .venv/bin/python benchmarks/bench_gateway.py [--rounds 7] [--mib 1024] [--conns 300]
         [--concurrency 8] [--idle 200] [--json bench-gateway.json]
 
 Everything is on 127.0.0.1 with ephemeral ports, bounded in bytes, connections and time; every
@@ -539,7 +539,7 @@ def check_floors(summary: dict[str, Any]) -> bool:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--mib", type=int, default=1024, help="bytes per throughput test, MiB")
     parser.add_argument("--conns", type=int, default=300, help="connections per connection test")
     parser.add_argument("--concurrency", type=int, default=8)

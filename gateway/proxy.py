@@ -227,13 +227,18 @@ def handshake_reason(exc: BaseException) -> str:
     return "handshake-failed"
 
 
-def _ssl_protocol_class(loop: asyncio.AbstractEventLoop) -> Any:
-    """The loop's own SSL protocol: uvloop's (Cython) on uvloop, asyncio's otherwise."""
-    if type(loop).__module__.startswith("uvloop"):
+@functools.cache
+def _ssl_protocol_class_of(loop_type: type) -> Any:
+    if loop_type.__module__.startswith("uvloop"):
         import uvloop.loop  # noqa: PLC0415 - only when running on uvloop
 
         return uvloop.loop.SSLProtocol  # type: ignore[attr-defined]
     return _AsyncioSSLProtocol
+
+
+def _ssl_protocol_class(loop: asyncio.AbstractEventLoop) -> Any:
+    """The loop's own SSL protocol: uvloop's (Cython) on uvloop, asyncio's otherwise."""
+    return _ssl_protocol_class_of(type(loop))
 
 
 def _peer(transport: Any) -> str:
