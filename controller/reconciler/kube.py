@@ -8,6 +8,7 @@ nothing writes nothing.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,6 +19,10 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from buildkit_controller.controller.crds import GROUP, VERSION
 
 __all__ = ["KINDS", "MERGE", "Kube", "changed_fields", "resource_path"]
+
+# At DEBUG the client logs every response body: TokenReviews echo the reviewed token, and Secrets
+# carry keys. Secrets never reach logs, whatever level the root logger is at.
+logging.getLogger("kubernetes_asyncio.client.rest").setLevel(logging.INFO)
 
 MERGE = "application/merge-patch+json"
 #: Top-level fields the operator owns on the objects it creates (``status`` is written separately).
