@@ -11,7 +11,7 @@ from buildkit_controller.controller.reconciler.kube import Kube
 
 
 async def test_a_token_review_at_debug_level_logs_no_token(kube: Kube, caplog: pytest.LogCaptureFixture) -> None:
-    token = "eyJhbGciOiJFUzI1NiJ9.not-a-real-token-but-secret-enough.c2lnbmF0dXJl"  # noqa: S105
+    token = "eyJhbGciOiJFUzI1NiJ9.not-a-real-token-but-secret-enough.c2lnbmF0dXJl"
     with caplog.at_level(logging.DEBUG):
         status = await kube.token_review(token, ["buildkit-controller"])
     assert status.get("authenticated") is not True
