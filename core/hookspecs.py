@@ -78,6 +78,8 @@ def bkc_authenticate(request: AuthRequest) -> Identity | Awaitable[Identity | No
 
     :param request: the caller's bearer credential and/or verified client certificate.
     :returns: an :class:`Identity`, or ``None`` to abstain (the credential is not this method's kind).
+        Set its ``expires_at`` when the credential itself expires (a JWT's ``exp``): identity
+        certificates minted from it never outlive it.
     :raises AuthenticationError: to reject: the credential is this method's kind but invalid
         (forged, expired, wrong audience). A rejection ends the chain with 401.
 
