@@ -7,8 +7,8 @@ still waiting for the API's answer stops bkctl at once: there is nothing to clea
 worker of a request whose client went away). Once the answer starts arriving, a signal is only remembered:
 the answer is read and recorded, then cleaned up (the allocation released) like any other.
 
-A build that docker did not finish because a signal bkctl did not send killed it (say, SIGKILL from the OOM
-killer) exits 128 + that signal's number, as a shell reports it.
+A build killed by a signal that bkctl did not send (say, SIGKILL from the OOM killer) exits 128 + that
+signal's number, as a shell reports it.
 """
 
 from __future__ import annotations

@@ -287,7 +287,7 @@ async def test_build_killed_by_a_signal_bkctl_did_not_send(api: Api, docker: Fak
 async def test_signal_after_the_api_answered_still_releases(fake: FakeServer, docker: FakeDocker,
                                                            tmp_path: Path) -> None:
     """The answer's headers are in, its body not yet: the signal waits for the answer, which is then released."""
-    released = play_api(fake, allocation_answer(), body_delay=2)
+    released = play_api(fake, allocation_answer(), body_delay=3)
     temp = tmp_path / "tmp"
     temp.mkdir()
     first: list[float] = []
@@ -295,7 +295,7 @@ async def test_signal_after_the_api_answered_still_releases(fake: FakeServer, do
     def answering() -> bool:  # the headers went out a moment ago: bkctl has read them by now
         if fake.headers_sent and not first:
             first.append(time.monotonic())
-        return bool(first) and time.monotonic() - first[0] > 0.5
+        return bool(first) and time.monotonic() - first[0] > 1.0
 
     env = {"BKCTL_ENDPOINT": fake.url, "BKCTL_TOKEN": "t", "BKCTL_DOCKER": str(docker.path),
            "FAKE_DOCKER_LOG": str(docker.log), "TMPDIR": str(temp)}
