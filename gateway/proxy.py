@@ -228,8 +228,8 @@ def handshake_reason(exc: BaseException) -> str:
 
 
 @functools.cache
-def _ssl_protocol_class_of(loop_type: type) -> Any:
-    if loop_type.__module__.startswith("uvloop"):
+def _ssl_protocol_class_of(loop_module: str) -> Any:
+    if loop_module.startswith("uvloop"):
         import uvloop.loop  # noqa: PLC0415 - only when running on uvloop
 
         return uvloop.loop.SSLProtocol  # type: ignore[attr-defined]
@@ -238,7 +238,7 @@ def _ssl_protocol_class_of(loop_type: type) -> Any:
 
 def _ssl_protocol_class(loop: asyncio.AbstractEventLoop) -> Any:
     """The loop's own SSL protocol: uvloop's (Cython) on uvloop, asyncio's otherwise."""
-    return _ssl_protocol_class_of(type(loop))
+    return _ssl_protocol_class_of(type(loop).__module__)
 
 
 def _peer(transport: Any) -> str:
