@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
+import pytest
 from cryptography import x509
 
 from buildkit_controller.core import pki
@@ -83,6 +84,30 @@ async def test_worker_sessions_are_resumed(gateway: Gateway, pool_pki: PoolPKI, 
     # On CPython the kept session is offered without the stdlib's DER copy (about 0.2 ms each).
     (context,) = gateway.tls._upstream.values()
     assert context._native is not None and context._last_pointer
+
+
+@pytest.fixture
+def without_openssl_extras(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a Python whose ssl objects the gateway does not recognise gets: the stdlib paths."""
+    from buildkit_controller.gateway import tls
+
+    monkeypatch.setattr(tls, "_native", [None])
+
+
+@pytest.mark.usefixtures("without_openssl_extras")
+async def test_worker_sessions_are_resumed_through_the_stdlib_too(gateway: Gateway, pool_pki: PoolPKI,
+                                                                  workers: Workers, echo_worker: EchoWorker) -> None:
+    cert = pool_pki.allocation_cert("t" * 32)
+    await workers.create("w1", endpoint=echo_worker.endpoint, cert=cert, allocation_id="t" * 32)
+    await wait_for(lambda: gateway.cache._by_allocation.get("t" * 32))
+    for _ in range(3):
+        reader, writer = await open_client(gateway, pool_pki.client_context(cert))
+        assert await echo(reader, writer, b"hi") == b"hi"
+        writer.close()
+        await asyncio.sleep(0.1)
+    assert echo_worker.resumed == [False, True, True]
+    (context,) = gateway.tls._upstream.values()
+    assert context._native is None and not context._last_pointer
 
 
 def test_contexts_send_the_certificate_file_as_it_is(pool_pki: PoolPKI) -> None:
