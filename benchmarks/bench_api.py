@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 
 from buildkit_controller.controller.crds import all_crds
-from buildkit_controller.controller.manifests.names import API_VERSION, POOL_LABEL
+from buildkit_controller.controller.manifests.names import API_VERSION, IDLE_LABEL, POOL_LABEL
 from buildkit_controller.controller.manifests.secrets import pool_secret
 from buildkit_controller.controller.reconciler.kube import Kube
 from buildkit_controller.core.models import Pool
@@ -62,7 +62,8 @@ async def prepare(kube: Kube, workers: int) -> None:
     for n in range(workers):
         name = f"bench-worker-{n:05d}"
         await kube.create({"apiVersion": API_VERSION, "kind": "BuildKitWorker",
-                           "metadata": {"name": name, "namespace": "default", "labels": {POOL_LABEL: "bench"}},
+                           "metadata": {"name": name, "namespace": "default",
+                                        "labels": {POOL_LABEL: "bench", IDLE_LABEL: "true"}},  # as the operator
                            "spec": {"poolRef": {"name": "bench"}}})
         await kube.patch(API_VERSION, "BuildKitWorker", name, "default", {"status": {
             "phase": "Idle", "podName": name, "endpoint": f"tcp://127.1.{n // 250}.{n % 250 + 1}:1234",

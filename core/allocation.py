@@ -11,6 +11,7 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from buildkit_controller.core import tokens
 from buildkit_controller.core.errors import PermanentError
@@ -18,7 +19,9 @@ from buildkit_controller.core.models.hooks import Identity
 from buildkit_controller.core.models.pool import GatewaySpec
 from buildkit_controller.core.models.worker import AllocationRecord, Worker
 
-__all__ = ["NewAllocation", "allocation_id_of", "claim_order", "lease_end", "new_allocation", "renewed"]
+__all__ = ["NewAllocation", "allocation_id_of", "claim_order", "claimable", "lease_end", "new_allocation", "renewed"]
+
+_T = TypeVar("_T")
 
 
 def allocation_id_of(token: str) -> str | None:
@@ -72,9 +75,15 @@ def renewed(record: AllocationRecord, gateway: GatewaySpec, *, now: datetime,
     return record.model_copy(update={"expires_at": max(end, record.expires_at)})
 
 
-def claim_order(workers: Sequence[Worker], rng: random.Random | None = None) -> list[Worker]:
-    """Idle, ready, unallocated workers in a random order, so that concurrent requests (and API
-    replicas) spread over different workers instead of all racing for the first one."""
-    candidates = [w for w in workers if w.is_idle and not w.deleting]
-    (rng or random.Random()).shuffle(candidates)  # noqa: S311 - load spreading, not security
-    return candidates
+def claimable(worker: Worker) -> bool:
+    """Idle, ready, unallocated and not going: the only workers an allocation may claim."""
+    return worker.is_idle and not worker.deleting
+
+
+def claim_order(candidates: Sequence[_T], rng: random.Random | None = None) -> list[_T]:
+    """Candidates in a random order, so that concurrent requests (and API replicas) spread over
+    different workers instead of all racing for the first one. Try them in this order and claim
+    the first that is :func:`claimable` (callers may parse lazily: the order needs no parsing)."""
+    order = list(candidates)
+    (rng or random.Random()).shuffle(order)  # noqa: S311 - load spreading, not security
+    return order

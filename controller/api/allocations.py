@@ -21,12 +21,12 @@ from typing import Any
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from buildkit_controller.controller.manifests.names import API_VERSION, POOL_LABEL, owner_reference
+from buildkit_controller.controller.manifests.names import API_VERSION, IDLE_LABEL, POOL_LABEL, owner_reference
 from buildkit_controller.controller.manifests.secrets import secret_text
 from buildkit_controller.controller.reconciler.context import utcnow
 from buildkit_controller.controller.reconciler.kube import Kube
 from buildkit_controller.core import pki
-from buildkit_controller.core.allocation import NewAllocation, claim_order
+from buildkit_controller.core.allocation import NewAllocation, claim_order, claimable
 from buildkit_controller.core.errors import CapacityError, ConfigError, SpecError
 from buildkit_controller.core.models import (
     AllocationRecord,
@@ -42,6 +42,9 @@ __all__ = ["ALLOCATION_LABEL", "AllocationSettings", "Allocator", "Credentials"]
 
 log = logging.getLogger(__name__)
 ALLOCATION_LABEL = "buildkit.smrt-devops.net/allocation"
+#: The fast path reads one page of workers labelled idle: O(1) in the pool's size; concurrent
+#: requests shuffle it, so a page a few times the usual concurrency keeps claim conflicts rare.
+CLAIM_PAGE = 64
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,6 +71,13 @@ class Credentials:
 
 def _record_json(record: AllocationRecord) -> dict[str, Any]:
     return record.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def _maybe_idle(body: Mapping[str, Any]) -> bool:
+    """A cheap look at the raw body before parsing it (most of a busy pool's workers are not idle):
+    :func:`claimable` still decides on the parsed worker."""
+    return (body.get("status") or {}).get("phase") == WorkerPhase.IDLE and not (body.get("spec") or {}).get(
+        "allocation") and not body["metadata"].get("deletionTimestamp")
 
 
 def _ready(body: Mapping[str, Any], allocation_id: str) -> bool:
@@ -115,10 +125,12 @@ class Allocator:
     async def _claim(self, pool: Pool, bodies: list[dict[str, Any]], record: AllocationRecord,
                      accept: Callable[[Worker], bool]) -> str | None:
         """Claim an idle worker that ``accept`` likes, guarded by its resourceVersion."""
-        by_name = {b["metadata"]["name"]: b for b in bodies}
-        for worker in claim_order([w for w in map(Worker.from_body, bodies) if accept(w)]):
-            patch = {"metadata": {"resourceVersion": by_name[worker.name]["metadata"]["resourceVersion"],
-                                  "labels": {ALLOCATION_LABEL: record.id}},
+        for body in claim_order([b for b in bodies if _maybe_idle(b)]):
+            worker = Worker.from_body(body)  # parsed only until one is claimed
+            if not (claimable(worker) and accept(worker)):
+                continue
+            patch = {"metadata": {"resourceVersion": body["metadata"]["resourceVersion"],
+                                  "labels": {ALLOCATION_LABEL: record.id, IDLE_LABEL: None}},
                      "spec": {"allocation": _record_json(record)}}
             try:
                 await self.kube.patch(API_VERSION, "BuildKitWorker", worker.name, pool.namespace, patch)
@@ -166,7 +178,9 @@ class Allocator:
         loop = asyncio.get_running_loop()
         queue = self._queues[(pool.namespace, pool.name)]
         if not queue.locked():  # nobody waiting: claim without queueing (claims are race-safe anyway)
-            name = await self._claim(pool, await self._workers(pool), record, lambda w: w.size == size)
+            idle = await self.kube.list(API_VERSION, "BuildKitWorker", pool.namespace,
+                                        {POOL_LABEL: pool.name, IDLE_LABEL: "true"}, limit=CLAIM_PAGE)
+            name = await self._claim(pool, idle, record, lambda w: w.size == size)
             if name is not None:
                 return name, False
         async with queue:  # FIFO: asyncio.Lock wakes waiters in order

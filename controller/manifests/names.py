@@ -9,6 +9,7 @@ __all__ = [
     "FINALIZER",
     "GATEWAY_METRICS_PORT",
     "GATEWAY_PORT",
+    "IDLE_LABEL",
     "POOL_LABEL",
     "PURPOSE_LABEL",
     "WORKER_LABEL",
@@ -25,6 +26,10 @@ __all__ = [
 API_VERSION = f"{GROUP}/{VERSION}"
 POOL_LABEL = f"{GROUP}/pool"
 WORKER_LABEL = f"{GROUP}/worker"
+#: ``"true"`` on a worker the operator saw idle and unallocated: a hint that lets the API find
+#: claimable workers with one small, label-selected page (a claim removes it). Never trusted alone:
+#: claims still check the worker's status and are guarded by its resourceVersion.
+IDLE_LABEL = f"{GROUP}/idle"
 PURPOSE_LABEL = f"{GROUP}/purpose"
 FINALIZER = f"{GROUP}/worker-finalizer"
 GATEWAY_PORT = 1235

@@ -134,10 +134,13 @@ class Kube:
             raise
 
     async def list(self, api_version: str, kind: str, namespace: str | None,
-                   labels: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+                   labels: Mapping[str, str] | None = None, *, limit: int | None = None) -> list[dict[str, Any]]:
+        """Objects of a kind (matching ``labels``); with ``limit``, only the first page of that many."""
         selector = ",".join(f"{k}={v}" for k, v in (labels or {}).items())
-        found = await self.request("GET", resource_path(api_version, kind, namespace),
-                                   query={"labelSelector": selector} if selector else None)
+        query = {"labelSelector": selector} if selector else {}
+        if limit:
+            query["limit"] = str(limit)
+        found = await self.request("GET", resource_path(api_version, kind, namespace), query=query or None)
         return [dict(item) for item in found.get("items") or []]
 
     async def create(self, body: Mapping[str, Any]) -> dict[str, Any]:

@@ -14,8 +14,16 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from kubernetes_asyncio.client.exceptions import ApiException
+
 from buildkit_controller.controller.manifests import worker_pod
-from buildkit_controller.controller.manifests.names import API_VERSION, POOL_LABEL, PURPOSE_LABEL, secret_names
+from buildkit_controller.controller.manifests.names import (
+    API_VERSION,
+    IDLE_LABEL,
+    POOL_LABEL,
+    PURPOSE_LABEL,
+    secret_names,
+)
 from buildkit_controller.controller.reconciler.context import Context
 from buildkit_controller.controller.reconciler.events import record_event
 from buildkit_controller.controller.reconciler.lifecycle import Observation, observe
@@ -97,9 +105,26 @@ async def reconcile_worker(ctx: Context, namespace: str, name: str) -> WorkerPha
                 seen = await _start(ctx, pool, worker, body)
         patch = _status_patch(worker, seen, previous, ctx)
         if patch:
-            await ctx.kube.patch(API_VERSION, "BuildKitWorker", name, namespace, {"status": patch},
-                                 status=True)
+            body = await ctx.kube.patch(API_VERSION, "BuildKitWorker", name, namespace, {"status": patch},
+                                        status=True)
+        await _label_idle(ctx, body, seen.phase)
         return seen.phase
+
+
+async def _label_idle(ctx: Context, body: Mapping[str, Any], phase: WorkerPhase) -> None:
+    """Keep the ``idle`` hint label in line with what was just observed (see ``IDLE_LABEL``)."""
+    meta, spec = body.get("metadata") or {}, body.get("spec") or {}
+    idle = phase is WorkerPhase.IDLE and not spec.get("allocation") and not meta.get("deletionTimestamp")
+    wanted = "true" if idle else None
+    if (meta.get("labels") or {}).get(IDLE_LABEL) == wanted:
+        return
+    try:  # guarded: a claim that happened since must not get the label back
+        await ctx.kube.patch(API_VERSION, "BuildKitWorker", meta["name"], meta.get("namespace"),
+                             {"metadata": {"resourceVersion": meta.get("resourceVersion"),
+                                           "labels": {IDLE_LABEL: wanted}}})
+    except ApiException as exc:
+        if exc.status not in (404, 409):  # changed or gone meanwhile: its next event reconciles it
+            raise
 
 
 async def _start(ctx: Context, pool: Pool, worker: Worker, body: Mapping[str, Any]) -> Observation:

@@ -15,7 +15,7 @@ from buildkit_controller.controller.api.allocations import AllocationSettings, A
 from buildkit_controller.controller.api.app import ApiContext, create_app
 from buildkit_controller.controller.api.identity import IdentityAuthority
 from buildkit_controller.controller.crds import all_crds
-from buildkit_controller.controller.manifests.names import API_VERSION, POOL_LABEL
+from buildkit_controller.controller.manifests.names import API_VERSION, IDLE_LABEL, POOL_LABEL
 from buildkit_controller.controller.manifests.secrets import pool_secret
 from buildkit_controller.controller.reconciler.kube import Kube
 from buildkit_controller.core._loader import load_plugins
@@ -51,13 +51,15 @@ class Cluster:
             await self.kube.create(pool_secret(pool, logical, data))
         return pool
 
-    async def idle_workers(self, pool: Pool, count: int) -> list[str]:
+    async def idle_workers(self, pool: Pool, count: int, *, labelled: bool = True) -> list[str]:
+        """``count`` ready, idle workers, labelled idle as the operator labels them (``labelled``)."""
         names = []
         for n in range(count):
             name = f"{pool.name}-worker-{n:03d}"
             await self.kube.create({"apiVersion": API_VERSION, "kind": "BuildKitWorker",
                                     "metadata": {"name": name, "namespace": pool.namespace,
-                                                 "labels": {POOL_LABEL: pool.name}},
+                                                 "labels": {POOL_LABEL: pool.name,
+                                                            **({IDLE_LABEL: "true"} if labelled else {})}},
                                     "spec": {"poolRef": {"name": pool.name}}})
             await self.kube.patch(API_VERSION, "BuildKitWorker", name, pool.namespace, {"status": {
                 "phase": "Idle", "podName": name, "podIP": f"127.0.9.{n + 1}",

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from buildkit_controller.controller.api.allocations import AllocationSettings, Allocator
+from buildkit_controller.controller.manifests.names import API_VERSION, IDLE_LABEL
 from buildkit_controller.core import pki
 from buildkit_controller.core.allocation import new_allocation
 from buildkit_controller.core.models import AllocationRequest, Identity
@@ -132,3 +133,28 @@ async def test_a_request_cancelled_mid_wait_leaves_no_worker_behind(cluster: Clu
         await task
     assert await cluster.workers() == []
 
+
+
+async def test_idle_labels_are_a_hint_never_the_truth(cluster: Cluster, client: Any) -> None:
+    """Workers labelled idle come first (one small page, whatever the pool's size); a label that
+    lags behind the status neither hides an idle worker nor hands out an allocated one."""
+    pool = await cluster.pool(scaling={"max": 1})
+    [unlabelled] = await cluster.idle_workers(pool, 1, labelled=False)
+    headers = cluster.token("ci-bot")
+    first = await (await allocate(client, headers)).get_json()
+    assert first["workerName"] == unlabelled  # found by the full list
+    await cluster.kube.patch(API_VERSION, "BuildKitWorker", unlabelled, "default",
+                             {"metadata": {"labels": {IDLE_LABEL: "true"}}})  # a stale label
+    second = await allocate(client, headers)
+    assert second.status_code == 503  # not handed out twice: the status says it is allocated
+    assert len(await cluster.workers()) == 1
+
+
+async def test_a_claim_removes_the_idle_label(cluster: Cluster, client: Any) -> None:
+    pool = await cluster.pool(scaling={"max": 2})
+    await cluster.idle_workers(pool, 2)
+    answer = await (await allocate(client, cluster.token("ci-bot"))).get_json()
+    labels = {w["metadata"]["name"]: w["metadata"]["labels"] for w in await cluster.workers()}
+    assert IDLE_LABEL not in labels[answer["workerName"]]
+    still_idle = sorted(set(labels) - {answer["workerName"]})
+    assert [n for n, lab in labels.items() if lab.get(IDLE_LABEL) == "true"] == still_idle

@@ -39,7 +39,7 @@ from cryptography.x509.oid import NameOID
 
 from buildkit_controller.controller.api.serve import ApiOptions, run_api
 from buildkit_controller.controller.crds import all_crds
-from buildkit_controller.controller.manifests.names import API_VERSION, POOL_LABEL
+from buildkit_controller.controller.manifests.names import API_VERSION, IDLE_LABEL, POOL_LABEL
 from buildkit_controller.controller.manifests.secrets import pool_secret
 from buildkit_controller.controller.reconciler.kube import Kube
 from buildkit_controller.core.models import Pool
@@ -125,7 +125,7 @@ async def _idle_workers(kube: Kube, pool: Pool, count: int) -> None:
         name = f"{pool.name}-worker-{n:03d}"
         await kube.create({"apiVersion": API_VERSION, "kind": "BuildKitWorker",
                            "metadata": {"name": name, "namespace": pool.namespace,
-                                        "labels": {POOL_LABEL: pool.name}},
+                                        "labels": {POOL_LABEL: pool.name, IDLE_LABEL: "true"}},
                            "spec": {"poolRef": {"name": pool.name}}})
         await kube.patch(API_VERSION, "BuildKitWorker", name, pool.namespace, {"status": {
             "phase": "Idle", "podName": name, "podIP": f"127.0.9.{n + 1}", "endpoint": f"tcp://127.0.9.{n + 1}:1234",

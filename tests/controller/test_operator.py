@@ -13,7 +13,7 @@ import pytest
 import pytest_asyncio
 import yaml
 
-from buildkit_controller.controller.manifests.names import API_VERSION, POOL_LABEL, PURPOSE_LABEL
+from buildkit_controller.controller.manifests.names import API_VERSION, IDLE_LABEL, POOL_LABEL, PURPOSE_LABEL
 from buildkit_controller.controller.manifests.secrets import secret_text
 from buildkit_controller.controller.reconciler.context import OperatorSettings
 from buildkit_controller.controller.reconciler.kube import Kube
@@ -259,3 +259,25 @@ async def test_a_worker_of_a_requested_size_runs_with_that_profile(operator: Kub
     data = (await eventually(config_map))["data"]
     assert "max-parallelism = 8" in data[config["items"][0]["key"]]
     assert "max-parallelism = 4" in data["buildkitd.toml"]  # the pool's own size, md
+
+
+async def test_idle_workers_carry_the_idle_label_and_allocated_ones_do_not(operator: Kube) -> None:
+    await operator.create(pool_body({"scaling": {"min": 1, "max": 2}}))
+
+    async def labelled_idle() -> list[dict[str, Any]]:
+        return [w for w in await operator.list(API_VERSION, "BuildKitWorker", "default",
+                                               {POOL_LABEL: "my-buildkit-pool", IDLE_LABEL: "true"})
+                if (w.get("status") or {}).get("phase") == "Idle"]
+
+    (worker,) = await eventually(labelled_idle, timeout=30)
+    name = worker["metadata"]["name"]
+    # Allocated by someone who left the label (say kubectl): the operator takes the hint away.
+    await operator.patch(API_VERSION, "BuildKitWorker", name, "default", {"spec": {"allocation": {
+        "id": "x" * 32, "tokenHash": "sha256:00", "subject": "someone", "jobId": "j",
+        "allocatedAt": "2026-01-01T00:00:00Z", "expiresAt": "2099-01-01T00:00:00Z"}}})
+
+    async def unlabelled() -> bool:
+        body = await operator.get(API_VERSION, "BuildKitWorker", name, "default") or {}
+        return IDLE_LABEL not in (body.get("metadata") or {}).get("labels", {})
+
+    await eventually(unlabelled)

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from buildkit_controller.core import tokens
-from buildkit_controller.core.allocation import allocation_id_of, claim_order, new_allocation, renewed
+from buildkit_controller.core.allocation import allocation_id_of, claim_order, claimable, new_allocation, renewed
 from buildkit_controller.core.errors import PermanentError
 from buildkit_controller.core.models import Identity, WorkerPhase
 from buildkit_controller.core.testing import NOW, make_pool, make_worker
@@ -49,7 +49,8 @@ def test_only_idle_unallocated_workers_are_claimable_in_a_spread_order() -> None
     workers = [make_worker(f"i{n}", WorkerPhase.IDLE) for n in range(6)] + [
         make_worker("busy", WorkerPhase.ALLOCATED, allocated=True),
         make_worker("new", WorkerPhase.PROVISIONING), make_worker("gone", WorkerPhase.FAILED)]
-    first = [w.name for w in claim_order(workers, random.Random(1))]
-    second = [w.name for w in claim_order(workers, random.Random(2))]
+    candidates = [w for w in workers if claimable(w)]
+    first = [w.name for w in claim_order(candidates, random.Random(1))]
+    second = [w.name for w in claim_order(candidates, random.Random(2))]
     assert sorted(first) == sorted(second) == [f"i{n}" for n in range(6)]
     assert first != second
