@@ -69,8 +69,18 @@ async def test_a_broken_rotation_keeps_the_current_certificates(
     writer.close()
 
 
+@pytest.fixture(params=[True, False], ids=["openssl-extras", "stdlib-only"])
+def openssl_extras(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Without: what a Python whose ssl objects the gateway does not recognise gets."""
+    from buildkit_controller.gateway import tls
+
+    if not request.param:
+        monkeypatch.setattr(tls, "_native", [None])
+    return bool(request.param)
+
+
 async def test_worker_sessions_are_resumed(gateway: Gateway, pool_pki: PoolPKI, workers: Workers,
-                                           echo_worker: EchoWorker) -> None:
+                                           echo_worker: EchoWorker, openssl_extras: bool) -> None:
     cert = pool_pki.allocation_cert("r" * 32)
     await workers.create("w1", endpoint=echo_worker.endpoint, cert=cert, allocation_id="r" * 32)
     await wait_for(lambda: gateway.cache._by_allocation.get("r" * 32))
@@ -81,33 +91,10 @@ async def test_worker_sessions_are_resumed(gateway: Gateway, pool_pki: PoolPKI, 
         await asyncio.sleep(0.1)
     assert echo_worker.resumed == [False, True, True]
     assert gateway.metrics.resumed._value.get() == 2
-    # On CPython the kept session is offered without the stdlib's DER copy (about 0.2 ms each).
+    # On CPython the kept session is offered without the stdlib's DER copy (about 0.2 ms each);
+    # without the extras, through the stdlib's ``session=``.
     (context,) = gateway.tls._upstream.values()
-    assert context._native is not None and context._last_pointer
-
-
-@pytest.fixture
-def without_openssl_extras(monkeypatch: pytest.MonkeyPatch) -> None:
-    """What a Python whose ssl objects the gateway does not recognise gets: the stdlib paths."""
-    from buildkit_controller.gateway import tls
-
-    monkeypatch.setattr(tls, "_native", [None])
-
-
-@pytest.mark.usefixtures("without_openssl_extras")
-async def test_worker_sessions_are_resumed_through_the_stdlib_too(gateway: Gateway, pool_pki: PoolPKI,
-                                                                  workers: Workers, echo_worker: EchoWorker) -> None:
-    cert = pool_pki.allocation_cert("t" * 32)
-    await workers.create("w1", endpoint=echo_worker.endpoint, cert=cert, allocation_id="t" * 32)
-    await wait_for(lambda: gateway.cache._by_allocation.get("t" * 32))
-    for _ in range(3):
-        reader, writer = await open_client(gateway, pool_pki.client_context(cert))
-        assert await echo(reader, writer, b"hi") == b"hi"
-        writer.close()
-        await asyncio.sleep(0.1)
-    assert echo_worker.resumed == [False, True, True]
-    (context,) = gateway.tls._upstream.values()
-    assert context._native is None and not context._last_pointer
+    assert (context._native is not None and bool(context._last_pointer)) is openssl_extras
 
 
 def test_contexts_send_the_certificate_file_as_it_is(pool_pki: PoolPKI) -> None:
