@@ -193,6 +193,14 @@ async def test_build_creates_the_remote_builder_and_cleans_up(api: Api, docker: 
     await assert_cleaned_up(docker, api)
 
 
+async def test_the_seed_readmes_build_command(api: Api, docker: FakeDocker) -> None:
+    seed = ["--platform", "linux/amd64,linux/arm64", "--tag", "myapp:latest", "--push", "."]
+    result = await bkctl("build", "--pool", "builds", "--", *seed, env=docker.env(api))
+    assert result.code == 0, result.err
+    assert docker.call("buildx", "build")["argv"][-len(seed):] == seed
+    await assert_cleaned_up(docker, api)
+
+
 async def test_own_cache_flags_replace_the_hints(api: Api, docker: FakeDocker) -> None:
     mine = ["--cache-from=type=gha", "."]
     result = await bkctl("build", "-p", "builds", "--gateway-endpoint", "127.0.0.1:31235", "--", *mine,
