@@ -52,5 +52,14 @@ def find_credential(token: str | None, environ: Mapping[str, str], audience: str
     if found is None:
         tried = ", ".join((TOKEN_SOURCE, *(f"plugin {name}" for name in sources)))
         raise BkctlError(EXIT_CREDENTIALS, f"no credential found (tried {tried}); set BKCTL_TOKEN, or enable "
-                                           f"a credential plugin with {SETTING}")
+                                           f"a credential plugin with {SETTING}{_github_hint(sources, environ)}")
     return found[1]
+
+
+def _github_hint(sources: tuple[str, ...], environ: Mapping[str, str]) -> str:
+    """Why the github-actions source had nothing inside a GitHub Actions job (its usual cause)."""
+    if "github-actions" not in sources or environ.get("GITHUB_ACTIONS") != "true":
+        return ""
+    missing = [v for v in ("ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_TOKEN") if not environ.get(v)]
+    return (f"; this is a GitHub Actions job without {' and '.join(missing)}: give the job "
+            "`permissions: id-token: write`") if missing else ""

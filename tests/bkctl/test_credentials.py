@@ -73,6 +73,16 @@ async def test_nothing_found_names_the_sources_tried(fake: FakeServer) -> None:
     assert fake.seen == []  # nothing was sent anywhere without a credential
 
 
+async def test_a_github_job_without_id_token_permission_is_told_so(fake: FakeServer) -> None:
+    if any(Path(path).exists() for path in DEFAULT_FILES):
+        pytest.skip("this machine has a ServiceAccount token mounted")
+    env = {"GITHUB_ACTIONS": "true", "ACTIONS_ID_TOKEN_REQUEST_URL": f"{fake.url}/token"}  # no request token
+    result = await bkctl("pools", "--endpoint", fake.url, env=env)
+    one_line(result, EXIT_CREDENTIALS, "plugin github-actions", "without ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+             "permissions: id-token: write")
+    assert fake.seen == []
+
+
 async def test_serviceaccount_token_file(api: Api, tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text(api.token + "\n")
