@@ -21,7 +21,13 @@ from typing import Any
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from buildkit_controller.controller.manifests.names import API_VERSION, IDLE_LABEL, POOL_LABEL, owner_reference
+from buildkit_controller.controller.manifests.names import (
+    API_VERSION,
+    IDLE_LABEL,
+    POOL_LABEL,
+    owner_reference,
+    secret_names,
+)
 from buildkit_controller.controller.manifests.secrets import secret_text
 from buildkit_controller.controller.reconciler.context import utcnow
 from buildkit_controller.controller.reconciler.kube import Kube
@@ -212,7 +218,8 @@ class Allocator:
 
     async def _credentials(self, pool: Pool, record: AllocationRecord, csr: str | None,
                            worker: str, job_id: str) -> Credentials:
-        secret = secret_text(await self.kube.get("v1", "Secret", f"{pool.name}-tenant-ca", pool.namespace))
+        secret = secret_text(await self.kube.get("v1", "Secret", secret_names(pool.name)["tenant-ca"],
+                                                    pool.namespace))
         if "ca.key" not in secret:
             raise CapacityError(f"pool {pool.namespace}/{pool.name} has no certificates yet", delay=5)
         ca = pki.load_ca(secret["ca.crt"], secret["ca.key"])

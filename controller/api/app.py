@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 import logging
 import ssl
@@ -74,7 +75,8 @@ class ApiContext:
             self.identity = IdentityAuthority(self.kube, "buildkit-system", self.clock)
         self.metrics = ApiMetrics(self.registry)
         self.allocator.on_started = self.metrics.worker_started
-        self.allocator.profiles = lambda: merge_profiles(self.host.broadcast("bkc_sizing_profiles"))
+        # The plugins are fixed for the process: merge their profiles once (a failure is not kept).
+        self.allocator.profiles = functools.cache(lambda: merge_profiles(self.host.broadcast("bkc_sizing_profiles")))
 
 
 def _stamp(when: datetime) -> str:

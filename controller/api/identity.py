@@ -12,7 +12,6 @@ ConfigMap — never from the worker CA's Secret, whose private key the API has n
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -23,7 +22,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from buildkit_controller.controller.api.tls import ClientTrust
 from buildkit_controller.controller.manifests.names import MANAGED_BY, POOL_LABEL, config_map_name, pool_labels
 from buildkit_controller.controller.manifests.pool import WORKER_CA_KEY
-from buildkit_controller.controller.manifests.secrets import secret_text
+from buildkit_controller.controller.manifests.secrets import secret_data, secret_text
 from buildkit_controller.controller.reconciler.context import utcnow
 from buildkit_controller.controller.reconciler.kube import Kube
 from buildkit_controller.core import pki
@@ -36,10 +35,6 @@ log = logging.getLogger(__name__)
 IDENTITY_CA_SECRET = "buildkit-controller-identity-ca"  # noqa: S105 - a Secret's name
 #: Labels every pool's ``<pool>-config`` ConfigMap carries (the pool label aside).
 POOL_CONFIG_LABELS = {k: v for k, v in pool_labels("", "pool-config").items() if k != POOL_LABEL}
-
-
-def _encoded(data: Mapping[str, str]) -> dict[str, str]:
-    return {key: base64.b64encode(value.encode()).decode() for key, value in sorted(data.items())}
 
 
 class IdentityAuthority:
@@ -75,10 +70,10 @@ class IdentityAuthority:
                                         "metadata": {"name": IDENTITY_CA_SECRET, "namespace": self.namespace,
                                                      "labels": {"app.kubernetes.io/component": "identity-ca",
                                                                 **MANAGED_BY}},
-                                        "data": _encoded(data)})
+                                        "data": secret_data(data)})
             else:
                 patch = {"metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},
-                         "data": _encoded(data)}
+                         "data": secret_data(data)}
                 await self.kube.patch("v1", "Secret", IDENTITY_CA_SECRET, self.namespace, patch)
         except ApiException as exc:
             if exc.status == 409:

@@ -9,7 +9,7 @@ from typing import Any
 from buildkit_controller.controller.manifests.names import owner_reference, pool_labels, secret_names
 from buildkit_controller.core.models import Pool
 
-__all__ = ["pool_secret", "secret_text"]
+__all__ = ["pool_secret", "secret_data", "secret_text"]
 
 
 def pool_secret(pool: Pool, logical: str, data: Mapping[str, str]) -> dict[str, Any]:
@@ -20,8 +20,13 @@ def pool_secret(pool: Pool, logical: str, data: Mapping[str, str]) -> dict[str, 
         "metadata": {"name": secret_names(pool.name)[logical], "namespace": pool.namespace,
                      "labels": pool_labels(pool.name, logical),
                      "ownerReferences": [owner_reference("BuildKitPool", pool.name, pool.uid or "")]},
-        "data": {key: base64.b64encode(value.encode()).decode() for key, value in sorted(data.items())},
+        "data": secret_data(data),
     }
+
+
+def secret_data(data: Mapping[str, str]) -> dict[str, str]:
+    """Text values as a Secret's base64 ``data`` (the inverse of :func:`secret_text`)."""
+    return {key: base64.b64encode(value.encode()).decode() for key, value in sorted(data.items())}
 
 
 def secret_text(secret: Mapping[str, Any] | None) -> dict[str, str]:

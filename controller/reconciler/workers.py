@@ -29,6 +29,7 @@ from buildkit_controller.controller.reconciler.events import record_event
 from buildkit_controller.controller.reconciler.lifecycle import Observation, observe
 from buildkit_controller.controller.reconciler.pools import list_workers
 from buildkit_controller.controller.reconciler.status import conditions
+from buildkit_controller.core.allocation import claimable
 from buildkit_controller.core.models import Pool, Worker, WorkerPhase
 from buildkit_controller.core.sizing import resolve_size
 
@@ -107,15 +108,14 @@ async def reconcile_worker(ctx: Context, namespace: str, name: str) -> WorkerPha
         if patch:
             body = await ctx.kube.patch(API_VERSION, "BuildKitWorker", name, namespace, {"status": patch},
                                         status=True)
-        await _label_idle(ctx, body, seen.phase)
+        await _label_idle(ctx, body)
         return seen.phase
 
 
-async def _label_idle(ctx: Context, body: Mapping[str, Any], phase: WorkerPhase) -> None:
-    """Keep the ``idle`` hint label in line with what was just observed (see ``IDLE_LABEL``)."""
-    meta, spec = body.get("metadata") or {}, body.get("spec") or {}
-    idle = phase is WorkerPhase.IDLE and not spec.get("allocation") and not meta.get("deletionTimestamp")
-    wanted = "true" if idle else None
+async def _label_idle(ctx: Context, body: Mapping[str, Any]) -> None:
+    """Keep the ``idle`` hint label in line with the status just written (see ``IDLE_LABEL``)."""
+    meta = body.get("metadata") or {}
+    wanted = "true" if claimable(Worker.from_body(body)) else None
     if (meta.get("labels") or {}).get(IDLE_LABEL) == wanted:
         return
     try:  # guarded: a claim that happened since must not get the label back
