@@ -21,6 +21,7 @@ class GatewayMetrics:
         self._total = Counter("buildkit_gateway_connections_total",
                               "Client connections by outcome (success, error, rejected)",
                               ["pool", "status"], registry=reg)
+        self.successes, self.errors = (self._total.labels(pool, status) for status in ("success", "error"))
         self.duration = Histogram("buildkit_gateway_connection_duration_seconds",
                                   "Life of proxied connections", ["pool"], buckets=_DURATION_BUCKETS,
                                   registry=reg).labels(pool)

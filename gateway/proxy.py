@@ -1,12 +1,13 @@
-"""Per connection: TLS handshake, identity, allocation check, worker connection, then the relay.
+"""Per connection: accept, TLS handshake, identity, allocation check, worker connection, then the relay.
 
-Each accepted connection gets the loop's own SSL protocol around a client half, built here rather
-than by ``create_server(ssl=...)`` so that a failed handshake is seen, counted by reason and logged.
-Once the handshake is done, the allocation id and serial are read from the verified client
-certificate, the cache is asked, and a short task connects to the worker. After that the two
-:class:`.relay.Half` objects carry the bytes and no task or coroutine is involved. Live links are
-re-checked against the cache on every cache change and every ``revalidate_interval`` (expiry
-needs no event), and closed when refused.
+The listening socket is watched with ``loop.add_reader``; each accepted connection becomes a
+:class:`.relay.Side` whose OpenSSL object reads and writes the socket itself. Once the client's
+handshake is done, the allocation id and serial are read from the verified client certificate, the
+cache is asked, and a second side connects to the worker and runs its handshake. Then the two sides
+relay; no task, coroutine, future or timer is created per connection. Deadlines (handshakes, the
+worker connection, lingering closes) are enforced by :meth:`Proxy.sweep`, which the gateway runs
+with revalidation. Live links are re-checked against the cache on every cache change and every
+``revalidate_interval`` (expiry needs no event), and closed when refused.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import asyncio
 import collections
 import functools
 import logging
+import socket
 import ssl
 import time
-from asyncio.sslproto import SSLProtocol as _AsyncioSSLProtocol
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,68 +30,91 @@ from buildkit_controller.gateway.activity import ActivityReporter
 from buildkit_controller.gateway.cache import Refused, Route, WorkerCache
 from buildkit_controller.gateway.config import GatewayConfig
 from buildkit_controller.gateway.metrics import GatewayMetrics
-from buildkit_controller.gateway.relay import Half, Link
-from buildkit_controller.gateway.tls import TLSContexts
+from buildkit_controller.gateway.relay import Link, Side
+from buildkit_controller.gateway.tls import TLSContexts, accept
 
 __all__ = ["Proxy", "handshake_reason"]
 
 log = logging.getLogger(__name__)
 
+_ACCEPTS_PER_CALL = 64  # then let live connections run
+_ACCEPT_PAUSE = 0.1  # seconds without accepting after running out of file descriptors
+_NODELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+_NONBLOCKING_STREAM = socket.SOCK_STREAM | socket.SOCK_NONBLOCK  # no separate system call to set it
+
 
 class Proxy:
-    """Owns live links; the server object wires it to a listening socket."""
+    """Owns the listening socket, connections in progress and live links."""
 
     def __init__(self, config: GatewayConfig, *, tls: TLSContexts, cache: WorkerCache,
                  metrics: GatewayMetrics, activity: ActivityReporter) -> None:
         self._config, self._tls, self._cache = config, tls, cache
         self._metrics, self._activity = metrics, activity
         self.links: set[Link] = set()
+        self._timed: set[Side] = set()  # sides with a deadline: handshaking, connecting, lingering
         self._per_allocation: collections.Counter[str] = collections.Counter()  # links and connects
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._listener: socket.socket | None = None
+        self._loop = asyncio.get_running_loop()  # kept: every lookup of the running loop is a getpid()
+        self._family = socket.AF_INET
         self._revalidate_soon = False
         cache.on_change(self._schedule_revalidate)
 
-    def protocol(self) -> Any:
-        """A server-side TLS protocol for one new connection, wrapping a fresh client :class:`Half`.
+    # ------------------------------------------------------------------ accepting
+    def listen(self, sock: socket.socket) -> None:
+        """Accept on ``sock`` (bound, listening, non-blocking) until :meth:`stop_accepting`."""
+        self._listener, self._family = sock, sock.family
+        self._loop.add_reader(sock.fileno(), self._accept)
 
-        Built by hand (as ``create_server(ssl=...)`` does inside) to get at the handshake waiter:
-        that is the only place a failed handshake shows up, and it must be counted and logged.
-        """
-        loop = asyncio.get_running_loop()
-        client = Half(on_connected=self._accepted)
-        waiter = loop.create_future()
-        waiter.add_done_callback(self._handshake_done)
-        return _ssl_protocol_class(loop)(loop, client, self._tls.server, waiter, server_side=True,
-                                          ssl_handshake_timeout=self._config.handshake_timeout)
+    def stop_accepting(self) -> None:
+        if self._listener is not None:
+            self._loop.remove_reader(self._listener.fileno())
+            self._listener.close()
+            self._listener = None
 
-    def spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _accept(self) -> None:
+        listener, loop = self._listener, self._loop
+        if listener is None:
+            return
+        for _ in range(_ACCEPTS_PER_CALL):
+            try:
+                fd, _ = listener._accept()  # type: ignore[attr-defined]
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # EMFILE and the like: pause instead of spinning on the listener
+                log.warning("accept failed, pausing for %.1fs: %s", _ACCEPT_PAUSE, exc)
+                loop.remove_reader(listener.fileno())
+                loop.call_later(_ACCEPT_PAUSE, self._resume_accepting)
+                return
+            sock = socket.socket(self._family, socket.SOCK_STREAM, 0, fd)
+            sock.setblocking(False)
+            sock.setsockopt(*_NODELAY)
+            client = Side(loop, sock, accept(self._tls.server, sock))
+            self._timed.add(client)
+            client.handshake(self._config.handshake_timeout, self._accepted, self._handshake_failed)
 
-    def _handshake_done(self, waiter: asyncio.Future[None]) -> None:
-        exc = None if waiter.cancelled() else waiter.exception()
-        if exc is not None:
-            reason = handshake_reason(exc)
-            self._metrics.reject(reason)
-            log.info("refused a client: TLS handshake failed (%s)", reason)
+    def _resume_accepting(self) -> None:
+        if self._listener is not None:
+            self._loop.add_reader(self._listener.fileno(), self._accept)
 
-    def _accepted(self, client: Half) -> None:
+    def _handshake_failed(self, client: Side, exc: BaseException) -> None:
+        reason = handshake_reason(exc)
+        self._metrics.reject(reason)
+        log.info("refused a client: TLS handshake failed (%s)", reason)
+
+    # ------------------------------------------------------------------ the allocation check
+    def _accepted(self, client: Side) -> None:
         """Handshake done, client certificate verified by OpenSSL: now the allocation check."""
-        transport = client.transport
-        transport.pause_reading()  # nothing goes anywhere until the worker connection is up
         try:
-            route = self._identify(transport)
+            route = self._identify(client.tls)
         except Refused as refusal:
             self._metrics.reject(refusal.reason)
-            log.info("refused %s: %s", _peer(transport), refusal)
-            transport.close()
+            log.info("refused %s: %s", _peer(client.sock), refusal)
+            self._close(client)
             return
-        self.spawn(self._connect(client, transport, route))
+        self._connect(client, route)
 
-    def _identify(self, transport: Any) -> Route:
-        ssl_object = transport.get_extra_info("ssl_object")
-        der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
+    def _identify(self, tls: Any) -> Route:
+        der = tls.getpeercert(True)
         if not der:  # cannot happen with CERT_REQUIRED; refuse rather than assume
             raise Refused("no-certificate", "no client certificate")
         allocation_id, serial = _identity(der)
@@ -101,33 +125,31 @@ class Proxy:
         self._per_allocation[allocation_id] += 1  # counted from here: connects in flight count too
         return route
 
-    async def _connect(self, client: Half, transport: Any, route: Route) -> None:
-        alpn = transport.get_extra_info("ssl_object").selected_alpn_protocol()
-        context = self._tls.upstream(route.endpoint, alpn)
-        upstream = Half()
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(self._config.connect_timeout):  # no extra task, unlike wait_for
-                await loop.create_connection(
-                    lambda: upstream, route.host, route.port, ssl=context,
-                    server_hostname=self._config.worker_server_name,
-                    ssl_handshake_timeout=self._config.connect_timeout)
-        except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
-            self._release(route.allocation_id)
-            self._metrics.connection("error")
-            log.warning("worker %s at %s unreachable for allocation %s: %s", route.worker,
-                        route.endpoint, route.allocation_id, exc or type(exc).__name__)
-            transport.close()
-            return
-        self._link(client, upstream, route, context)
+    def _connect(self, client: Side, route: Route) -> None:
+        context = self._tls.upstream(route.endpoint, client.tls.selected_alpn_protocol())
+        sock = socket.socket(socket.AF_INET6 if ":" in route.host else socket.AF_INET, _NONBLOCKING_STREAM)
+        sock.setsockopt(*_NODELAY)
+        upstream = Side(self._loop, sock, context.connect(sock, self._config.worker_server_name))
+        self._timed.add(upstream)
+        upstream.handshake(self._config.connect_timeout,
+                           functools.partial(self._link, client, route=route, context=context),
+                           functools.partial(self._unreachable, client, route),
+                           connect=(route.host, route.port))
 
-    def _link(self, client: Half, upstream: Half, route: Route, context: Any) -> None:
-        ssl_object = upstream.transport.get_extra_info("ssl_object") if upstream.transport else None
-        if ssl_object is not None and ssl_object.session_reused:
+    def _unreachable(self, client: Side, route: Route, upstream: Side, exc: BaseException) -> None:
+        self._release(route.allocation_id)
+        self._metrics.errors.inc()
+        log.warning("worker %s at %s unreachable for allocation %s: %s", route.worker,
+                    route.endpoint, route.allocation_id, exc or type(exc).__name__)
+        self._close(client)
+
+    def _link(self, client: Side, upstream: Side, *, route: Route, context: Any) -> None:
+        tls = upstream.tls
+        if tls.session_reused:
             self._metrics.resumed.inc()
-        if self._config.worker_session_reuse and ssl_object is not None and context.wants(ssl_object):
+        if self._config.worker_session_reuse and context.wants(tls):
             # TLS 1.3 tickets arrive just after the handshake: keep one for the next connection.
-            asyncio.get_running_loop().call_later(0.05, context.remember, ssl_object)
+            self._loop.call_later(0.05, context.remember, tls)
         link = Link(client=client, upstream=upstream, worker=route.worker,
                     allocation_id=route.allocation_id, cert_serial=route.cert_serial,
                     on_closed=self._closed)
@@ -136,24 +158,41 @@ class Proxy:
         self._activity.opened(route.worker)
         link.start()
 
+    def _close(self, side: Side) -> None:
+        side.finish()
+        self._timed.add(side)  # until it has lingered
+
     def _release(self, allocation_id: str) -> None:
         self._per_allocation[allocation_id] -= 1
         if self._per_allocation[allocation_id] <= 0:
             del self._per_allocation[allocation_id]
 
     def _closed(self, link: Link) -> None:
+        self._timed.add(link.client)  # both are lingering (or closed): the sweep finishes them
+        self._timed.add(link.upstream)
         self._release(link.allocation_id)
         self.links.discard(link)
         self._count_bytes(link)
         self._metrics.active.dec()
         self._metrics.duration.observe(time.monotonic() - link.started)
-        self._metrics.connection("success")
+        self._metrics.successes.inc()
         self._activity.closed(link.worker)
+
+    # ------------------------------------------------------------------ timers, revocation
+    def sweep(self) -> None:
+        """Enforce deadlines: handshakes and worker connections time out, lingering closes end."""
+        now = time.monotonic()
+        for side in list(self._timed):
+            if side.closed or side.deadline == float("inf"):
+                self._timed.discard(side)
+            elif side.deadline <= now:
+                self._timed.discard(side)
+                side.timed_out()
 
     def _schedule_revalidate(self) -> None:
         if not self._revalidate_soon and self.links:
             self._revalidate_soon = True
-            asyncio.get_running_loop().call_soon(self.revalidate)
+            self._loop.call_soon(self.revalidate)
 
     def revalidate(self) -> None:
         """Close links whose allocation is no longer live for them; count bytes; idle timeouts."""
@@ -186,9 +225,21 @@ class Proxy:
         self._metrics.bytes_out.inc(got_out - link.last_bytes[1])
         link.last_bytes = (got_in, got_out)
 
+    def closing(self) -> bool:
+        """Whether any socket is still lingering or in its handshake."""
+        return any(not side.closed for side in self._timed)
+
     def close_all(self) -> None:
+        """Close every live link (the end of a drain)."""
         for link in list(self.links):
             link.close()
+
+    def abort_all(self) -> None:
+        """Close every socket still open (the very end of shutdown)."""
+        self.close_all()
+        for side in list(self._timed):
+            side.abort()
+        self._timed.clear()
 
 
 @functools.lru_cache(maxsize=4096)
@@ -227,20 +278,9 @@ def handshake_reason(exc: BaseException) -> str:
     return "handshake-failed"
 
 
-@functools.cache
-def _ssl_protocol_class_of(loop_module: str) -> Any:
-    if loop_module.startswith("uvloop"):
-        import uvloop.loop  # noqa: PLC0415 - only when running on uvloop
-
-        return uvloop.loop.SSLProtocol  # type: ignore[attr-defined]
-    return _AsyncioSSLProtocol
-
-
-def _ssl_protocol_class(loop: asyncio.AbstractEventLoop) -> Any:
-    """The loop's own SSL protocol: uvloop's (Cython) on uvloop, asyncio's otherwise."""
-    return _ssl_protocol_class_of(type(loop).__module__)
-
-
-def _peer(transport: Any) -> str:
-    peer = transport.get_extra_info("peername")
-    return f"{peer[0]}:{peer[1]}" if peer else "a client"
+def _peer(sock: Any) -> str:
+    try:
+        peer = sock.getpeername()
+    except OSError:
+        return "a client"
+    return f"{peer[0]}:{peer[1]}"

@@ -1,114 +1,325 @@
-"""The data path: two ``BufferedProtocol`` halves per proxied connection, bytes copied once each way.
+"""The data path: OpenSSL on the sockets themselves, driven by the event loop's readiness callbacks.
 
-TLS decrypts straight into a half's buffer (16 KiB, grown once to 64 KiB on the first read that
-fills it: idle connections stay small, bulk transfers make fewer calls); ``buffer_updated`` hands
-a memoryview of it to the other side's transport, whose ``write`` encrypts it immediately
-(asyncio's and uvloop's SSL transports do), so the buffer is free again on return. No coroutine,
-no ``bytes`` object per chunk. Back-pressure is the transports' own: when one side's write buffer
-fills, it pauses reading on the other side (``pause_writing`` → ``pause_reading``).
+Each side of a proxied connection is a non-blocking socket whose TLS object reads and writes the
+file descriptor directly (a socket BIO, as nginx and HAProxy use OpenSSL): no memory BIOs, no
+transport or protocol objects, no futures, no timers per connection. ``loop.add_reader`` calls
+:meth:`Side._readable`, which decrypts a record straight into the side's buffer and hands a
+memoryview of it to the other side's ``write``, which encrypts it onto that socket: one copy each
+way, no ``bytes`` object per chunk. Back-pressure is OpenSSL's own: a write that would block keeps
+its chunk, stops reading the source and waits for the destination to become writable
+(:meth:`Side._flush`); the buffer is not reused until then.
 
-Until the worker connection is up, the client half writes into a :class:`_Pending` sink that copies
-what arrives (TLS may deliver early application data right after the handshake) and pauses reading.
+Closing is graceful: whatever is owed to a side is written first, then close_notify, then a TCP
+FIN, and the socket lingers, discarding what still arrives, until the peer closes (at most
+``LINGER`` seconds, enforced by the owner's sweep): closing a socket with unread bytes would send a
+reset, and a reset can discard the last bytes owed to the peer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
+import os
+import socket
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["BUFFER_SIZE", "Half", "Link"]
+__all__ = ["BUFFER_SIZE", "LINGER", "Link", "Side"]
 
-BUFFER_SIZE = 64 * 1024  # bulk transfers: fewer callbacks and writes per byte
+BUFFER_SIZE = 64 * 1024  # bulk transfers: fewer callbacks per byte
 _FIRST_BUFFER = 16 * 1024  # one TLS record; most connections sit idle, so start small
-_ABORT_AFTER = 2.0  # a peer that ignores close_notify loses its socket after this long
+_READS_PER_CALL = 16  # then let other connections run; the rest comes on the next turn
+_RETRY = 0.005  # seconds before reading again after a read that had to write and could not
+LINGER = 2.0  # seconds a closing socket waits for the peer to close (its close_notify, its FIN)
+OWED_TIMEOUT = 60.0  # seconds a side may take to accept the last chunk of a side that ended
+_SCRATCH = bytearray(BUFFER_SIZE)  # where lingering sockets' last bytes go
+_WantRead, _WantWrite = ssl.SSLWantReadError, ssl.SSLWantWriteError
 
 
-class _Pending:
-    """Collects client bytes that arrive before the worker connection exists."""
+class Side:
+    """One TLS connection on a non-blocking socket (the client's or the worker's).
 
-    def __init__(self, source: Half) -> None:
-        self.chunks: list[bytes] = []
-        self._source = source
+    Phases: :meth:`handshake` (``on_done(side)`` or ``on_fail(side, exc)`` once), then
+    :meth:`start` relaying into ``peer``, then :meth:`finish` (graceful) or :meth:`abort`.
+    ``deadline`` (monotonic) is what the owner's sweep enforces in the current phase.
 
-    def write(self, data: memoryview) -> None:
-        self.chunks.append(bytes(data))
-        if self._source.transport is not None:
-            self._source.transport.pause_reading()
+    The socket stays registered for reading from the handshake to the close, only its callback
+    changes: with uvloop (libuv), every start or stop of a watch costs system calls, and a
+    watch stopped entirely costs four more to set up again. Write interest is added only while a
+    write would block.
+    """
 
+    __slots__ = ("__weakref__", "_early", "_grow_at", "_loop", "_on_done", "_on_fail", "_reading", "_shut",
+                 "_stuck", "_view", "_writing", "closed", "deadline", "fd", "finishing", "link", "nbytes", "peer",
+                 "sock", "tls")
 
-class Half(asyncio.BufferedProtocol):
-    """One TLS side of a proxied connection (the client's or the worker's)."""
-
-    def __init__(self, on_connected: Callable[[Half], None] | None = None) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, tls: Any) -> None:
+        self._loop, self.sock, self.fd, self.tls = loop, sock, sock.fileno(), tls
         self._view = memoryview(bytearray(_FIRST_BUFFER))
         self._grow_at = _FIRST_BUFFER  # a read that fills the buffer means bulk: grow once
-        self._on_connected = on_connected
-        self.transport: Any = None
-        self.peer: Half | None = None
-        self.nbytes = 0  # bytes received on this side (one integer add per chunk)
-        self.lost = False
+        self._stuck: memoryview | None = None  # read from here, not yet written to the peer
+        self._early = 0  # bytes read before the link started (-1: the side ended meanwhile)
+        self._reading = self._writing = False  # what the loop watches for
+        self._shut = False  # finish() ran
+        self._on_done: Callable[[Side], None] | None = None
+        self._on_fail: Callable[[Side, BaseException], None] | None = None
+        self.peer: Side | None = None
         self.link: Link | None = None
-        self._pending: _Pending | None = _Pending(self)
-        self._forward: Callable[[memoryview], object] = self._pending.write
+        self.nbytes = 0  # bytes received on this side (one integer add per chunk)
+        self.deadline = float("inf")
+        self.finishing = False  # finish() called: no more relaying
+        self.closed = False  # the socket is closed
 
-    def connection_made(self, transport: Any) -> None:  # called once the TLS handshake is done
-        self.transport = transport
-        if self._on_connected is not None:
-            self._on_connected(self)
+    def _read_with(self, callback: Callable[[], None]) -> None:
+        self._loop.add_reader(self.fd, callback)  # replacing a callback costs no system call
+        self._reading = True
 
-    def pending(self) -> list[bytes]:
-        """What arrived before :meth:`forward_to` (client side: early application data)."""
-        return self._pending.chunks if self._pending is not None else []
+    def _stop_reading(self) -> None:
+        if self._reading:
+            self._loop.remove_reader(self.fd)
+            self._reading = False
 
-    def forward_to(self, peer: Half) -> None:
-        """Start piping into ``peer`` (its transport must be connected)."""
-        self.peer, self._pending = peer, None
-        self._forward = peer.transport.write
+    def _write_with(self, callback: Callable[[], None]) -> None:
+        self._loop.add_writer(self.fd, callback)
+        self._writing = True
 
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self._view
+    def _stop_writing(self) -> None:
+        if self._writing:
+            self._loop.remove_writer(self.fd)
+            self._writing = False
 
-    def buffer_updated(self, nbytes: int) -> None:
-        self.nbytes += nbytes
-        self._forward(self._view[:nbytes])
-        if nbytes == self._grow_at:
-            self._grow()
+    # ------------------------------------------------------------------ handshake
+    def handshake(self, timeout: float, on_done: Callable[[Side], None],
+                  on_fail: Callable[[Side, BaseException], None], *,
+                  connect: tuple[str, int] | None = None) -> None:
+        """Run the TLS handshake (after connecting to ``connect``, if given) within ``timeout``."""
+        self._on_done, self._on_fail = on_done, on_fail
+        self.deadline = time.monotonic() + timeout
+        if connect is not None:
+            error = self.sock.connect_ex(connect)
+            if error not in (0, errno.EINPROGRESS, errno.EAGAIN):
+                self._failed(OSError(error, os.strerror(error)))
+                return
+            # Try at once: on loopback or a fast network the connection is already up, and the
+            # ClientHello goes out without waiting for a writable event (else: want-write).
+        else:
+            self._read_with(self._step)
+        self._step()
 
-    def _grow(self) -> None:
-        # The old buffer is free: write() encrypted (or _Pending copied) what it held.
-        self._view = memoryview(bytearray(BUFFER_SIZE))
-        self._grow_at = 0  # never again
+    def _step(self) -> None:
+        try:
+            self.tls.do_handshake()
+        except _WantRead:
+            if not self._reading:
+                self._read_with(self._step)
+            self._stop_writing()
+            return
+        except _WantWrite:  # still connecting, or the send buffer is full
+            if not self._writing:
+                self._write_with(self._step)
+            return
+        except (OSError, ValueError) as exc:  # SSLError is an OSError
+            self._failed(exc)
+            return
+        self._stop_writing()
+        self._read_with(self._before_link)
+        self.deadline = float("inf")
+        done, self._on_done, self._on_fail = self._on_done, None, None
+        if done is not None:
+            done(self)
 
-    def eof_received(self) -> bool:
-        return False  # TLS cannot half-close: close both sides
+    def _failed(self, exc: BaseException) -> None:
+        if self.tls.server_side is False:  # connecting: the socket's own error says it best
+            with contextlib.suppress(OSError):
+                if error := self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                    exc = OSError(error, os.strerror(error))
+        fail, self._on_done, self._on_fail = self._on_fail, None, None
+        self.abort()
+        if fail is not None:
+            fail(self, exc)
 
-    def pause_writing(self) -> None:
-        if self.peer is not None and self.peer.transport is not None:
-            self.peer.transport.pause_reading()
+    def timed_out(self) -> None:
+        """The owner's sweep found ``deadline`` passed: fail the handshake, or stop lingering."""
+        if self._on_fail is not None:
+            self._failed(TimeoutError("TLS handshake timed out"))
+        else:
+            self.abort()
 
-    def resume_writing(self) -> None:
-        if self.peer is not None and self.peer.transport is not None:
-            self.peer.transport.resume_reading()
+    def _before_link(self) -> None:
+        """Readable before the other side is up: keep one chunk (TLS 1.3 clients often send right
+        after their Finished), then stop reading until :meth:`start`."""
+        if self._early:
+            self._stop_reading()
+            return
+        count = self._read()
+        if count:
+            self._early = count
+        elif self.finishing:  # it ended already: start() reports that
+            self._early = -1
+            self._stop_reading()
 
-    def connection_lost(self, exc: BaseException | None) -> None:
-        self.lost = True
+    # ------------------------------------------------------------------ relaying
+    def start(self) -> None:
+        """Relay into ``peer``: first what arrived before, then whatever OpenSSL already holds
+        (bytes that came with the handshake get no readiness event), then on every event."""
+        early, self._early = self._early, 0
+        if early < 0:
+            self._ended()
+            return
+        if early and not self._forward(early):
+            return
+        self._read_with(self._readable)
+        self._readable()
+
+    def _readable(self) -> None:
+        if self._stuck is not None or self.finishing:
+            return
+        for _ in range(_READS_PER_CALL):
+            count = self._read()
+            if not count or not self._forward(count):
+                return
+        self._loop.call_soon(self._readable)  # more may be buffered in OpenSSL: no event for it
+
+    def _read(self) -> int:
+        """Bytes now in the buffer; 0 if none can be read now or this side ended (``finishing``)."""
+        view = self._view
+        try:
+            count: int = self.tls.read(len(view), view)
+        except _WantRead:
+            return 0
+        except _WantWrite:  # TLS must write while reading (a key update reply) and cannot yet
+            self._stop_reading()
+            self._loop.call_later(_RETRY, self._resume_read)  # rare: the writer may be in use
+            return 0
+        except (OSError, ValueError):  # reset, unclean EOF, bad record
+            count = 0
+        if not count:  # 0 without an exception: close_notify
+            self._ended()
+            return 0
+        self.nbytes += count
+        return count
+
+    def _forward(self, count: int) -> bool:
+        """Write what was read to the peer; False if that has to wait (or the peer is gone)."""
+        chunk, peer = self._view[:count], self.peer
+        assert peer is not None
+        try:
+            peer.tls.write(chunk)
+        except _WantWrite:
+            self._stuck = chunk
+            self._stop_reading()
+            peer._write_with(self._flush)
+            return False
+        except (OSError, ValueError):
+            peer._ended()
+            return False
+        if count == self._grow_at:
+            self._view, self._grow_at = memoryview(bytearray(BUFFER_SIZE)), 0  # never again
+        return True
+
+    def _resume_read(self) -> None:
+        if not self.finishing and self._stuck is None:
+            self._read_with(self._readable)
+            self._readable()
+
+    def _flush(self) -> None:
+        """The peer's socket is writable again: retry the write that would have blocked."""
+        peer, chunk = self.peer, self._stuck
+        if peer is None or chunk is None:
+            return
+        try:
+            peer.tls.write(chunk)  # OpenSSL wants the same bytes again
+        except _WantWrite:
+            return
+        except (OSError, ValueError):
+            peer._stop_writing()
+            self._stuck = None
+            peer._ended()
+            return
+        peer._stop_writing()
+        self._stuck = None
+        if not self.finishing:
+            self._resume_read()
+            return
+        peer.finish()  # the link ended while this chunk waited: now the peer may close too
+        if self.closed:
+            self.peer = None
+
+    def _ended(self) -> None:
+        """This side will send no more (close_notify, EOF, reset, error)."""
+        self.finishing = True
         if self.link is not None:
-            self.link.half_lost()
-        elif self.peer is not None and self.peer.transport is not None:
-            self.peer.transport.close()
-        # Nothing calls this half any more: drop what ties it into reference cycles (link, peer,
-        # transport ↔ protocol, the pending sink), so that reference counting frees the whole
-        # connection, OpenSSL's objects included, now rather than at the next full collection.
-        self.transport = self.peer = self.link = self._pending = None
-        self._forward = _dropped
+            self.link.side_ended(self)
+
+    # ------------------------------------------------------------------ closing
+    def finish(self) -> None:
+        """Close gracefully, dropping what the peer read for this side and could not write yet:
+        close_notify, FIN, then linger until the peer closes (``deadline``)."""
+        if self.closed or self._shut:
+            return
+        self.finishing = self._shut = True
+        self._drop_owed()
+        self._stop_writing()
+        with contextlib.suppress(OSError, ValueError):
+            self.tls.shutdown()  # close_notify; the peer's need not be waited for
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self.abort()
+            return
+        self.deadline = time.monotonic() + LINGER
+        self._read_with(self._drain)
+
+    def await_owed(self, timeout: float) -> None:
+        """Stop relaying, but close only once the peer's last chunk is written (``_flush``)."""
+        self.finishing = True
+        self._stop_reading()
+        self.deadline = time.monotonic() + timeout
+
+    def _drop_owed(self) -> None:
+        peer = self.peer
+        if peer is not None and peer._stuck is not None:
+            peer._stuck = None
+            self._stop_writing()  # peer._flush was registered on this socket
+            if peer.closed:
+                peer.peer = None
+
+    def _drain(self) -> None:
+        try:
+            if self.sock.recv_into(_SCRATCH):
+                return
+        except BlockingIOError:
+            return
+        except OSError:
+            pass
+        self.abort()
+
+    def abort(self) -> None:
+        """Close the socket now. A chunk this side read and still owes its peer stays deliverable."""
+        if self.closed:
+            return
+        self.closed = self.finishing = True
+        self._stop_reading()
+        self._drop_owed()
+        self._stop_writing()
+        self.sock.close()
+        # Nothing calls this side any more: drop what ties it into reference cycles, so that
+        # reference counting frees the connection, OpenSSL's objects included, at once.
+        self.link = self._on_done = self._on_fail = None
+        if self._stuck is None:
+            self.peer = None
 
 
 class Link:
-    """A client half and a worker half proxied together, with what revocation needs to know."""
+    """A client side and a worker side relayed together, with what revocation needs to know."""
 
-    def __init__(self, *, client: Half, upstream: Half, worker: str, allocation_id: str,
+    __slots__ = ("__weakref__", "_closing", "_on_closed", "allocation_id", "cert_serial", "client", "closed",
+                 "idle_bytes", "idle_since", "last_bytes", "started", "upstream", "worker")
+
+    def __init__(self, *, client: Side, upstream: Side, worker: str, allocation_id: str,
                  cert_serial: str, on_closed: Callable[[Link], None]) -> None:
         self.client, self.upstream = client, upstream
         self.worker, self.allocation_id, self.cert_serial = worker, allocation_id, cert_serial
@@ -119,43 +330,34 @@ class Link:
         self.idle_bytes, self.idle_since = 0, self.started  # bytes seen at the last change
         self._on_closed = on_closed
         client.link = upstream.link = self
+        client.peer, upstream.peer = upstream, client
 
     def start(self) -> None:
-        """Flush what either side sent before the link existed, then pipe both ways."""
-        if self.client.lost or self.upstream.lost:  # one side went away while we connected
-            self.half_lost()
-            return
-        for source, target in ((self.client, self.upstream), (self.upstream, self.client)):
-            for chunk in source.pending():
-                target.transport.write(chunk)
-        self.client.forward_to(self.upstream)
-        self.upstream.forward_to(self.client)
-        self.client.transport.resume_reading()
-        self.upstream.transport.resume_reading()
+        self.client.start()
+        if not self.upstream.finishing:  # the client may have gone already
+            self.upstream.start()
+
+    def side_ended(self, side: Side) -> None:
+        """One side will send no more: both close, but what it sent still reaches the other."""
+        other = self.upstream if side is self.client else self.client
+        side.finish()
+        if side._stuck is not None:  # a chunk owed to ``other``
+            other.await_owed(OWED_TIMEOUT)
+        else:
+            other.finish()
+        self._report()
 
     def close(self) -> None:
-        """Close both sides (revocation, idle timeout, end of drain); later calls do nothing."""
+        """Close both sides now (revocation, idle timeout, end of drain); later calls do nothing."""
         if self._closing:
             return
         self._closing = True
-        for half in (self.client, self.upstream):
-            if half.transport is not None and not half.lost:
-                half.transport.close()
-                asyncio.get_running_loop().call_later(_ABORT_AFTER, _abort_if_open, half)
+        self.client.finish()
+        self.upstream.finish()
+        self._report()
 
-    def half_lost(self) -> None:
-        """Either side went away: close the other and report the link done once. The other side
-        may still be answering close_notify; drain and metrics need not wait for it."""
-        self.close()
+    def _report(self) -> None:
+        self._closing = True
         if not self.closed:
             self.closed = True
             self._on_closed(self)
-
-
-def _dropped(data: memoryview) -> None:
-    """Where a closed half would forward to (nothing arrives after ``connection_lost``)."""
-
-
-def _abort_if_open(half: Half) -> None:
-    if not half.lost and half.transport is not None:
-        half.transport.abort()

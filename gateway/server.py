@@ -26,6 +26,7 @@ from buildkit_controller.gateway.health import health_app
 from buildkit_controller.gateway.kube import WorkerStatusClient, WorkerWatch, api_client
 from buildkit_controller.gateway.metrics import GatewayMetrics
 from buildkit_controller.gateway.proxy import Proxy
+from buildkit_controller.gateway.relay import LINGER
 from buildkit_controller.gateway.tls import TLSContexts
 
 __all__ = ["Gateway"]
@@ -43,7 +44,6 @@ class Gateway:
         self.draining = False
         self._tasks: list[asyncio.Task[Any]] = []
         self._api: Any = None
-        self._server: asyncio.AbstractServer | None = None
         self._health_stop = asyncio.Event()
         self.address: tuple[str, int] = config.listen
         self.metrics_address: tuple[str, int] = config.metrics_listen
@@ -75,8 +75,7 @@ class Gateway:
     async def stop(self) -> None:
         """Stop accepting, drain live connections up to ``drain_timeout``, then shut down."""
         self.draining = True
-        if self._server is not None:
-            self._server.close()
+        self.proxy.stop_accepting()
         deadline = time.monotonic() + self.config.drain_timeout
         if self.proxy.links:
             log.info("draining %d connection(s) for up to %.0fs", len(self.proxy.links),
@@ -86,7 +85,9 @@ class Gateway:
         if self.proxy.links:
             log.warning("drain timeout: closing %d connection(s)", len(self.proxy.links))
             self.proxy.close_all()
-            await asyncio.sleep(0.1)
+        linger = time.monotonic() + LINGER  # closing sockets: close_notify and FIN reach their peers
+        while self.proxy.closing() and time.monotonic() < linger:
+            await asyncio.sleep(0.05)
         with contextlib.suppress(Exception):  # best effort: the API may already be gone
             await asyncio.wait_for(self.activity.flush(force=True), 5)
         self._health_stop.set()
@@ -94,15 +95,15 @@ class Gateway:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._api.close()
+        self.proxy.abort_all()
         log.info("gateway stopped")
 
     def _spawn(self, *coros: Any) -> None:
         self._tasks.extend(asyncio.get_running_loop().create_task(coro) for coro in coros)
 
     async def _listen(self) -> None:
-        loop = asyncio.get_running_loop()
         data = _bound_socket(self.config.listen)
-        self._server = await loop.create_server(self.proxy.protocol, sock=data, backlog=1024)
+        self.proxy.listen(data)
         self.address = data.getsockname()[:2]
         health = _bound_socket(self.config.metrics_listen)
         self.metrics_address = health.getsockname()[:2]
@@ -126,6 +127,7 @@ class Gateway:
             await asyncio.sleep(self.config.revalidate_interval)
             self.metrics.cache_synced.set(1 if self.cache.synced else 0)
             self.proxy.revalidate()
+            self.proxy.sweep()
 
 
 def _bound_socket(address: tuple[str, int]) -> socket.socket:

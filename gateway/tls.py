@@ -14,6 +14,7 @@ import _ssl
 import ctypes
 import logging
 import os
+import socket
 import ssl
 import sys
 import time
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ALPN_PROTOCOLS", "CertificateFiles", "TLSContexts", "client_context", "server_context"]
+__all__ = ["ALPN_PROTOCOLS", "CertificateFiles", "TLSContexts", "accept", "client_context", "server_context"]
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +105,10 @@ class _Native:
             if kind.__basicsize__ < least + ctypes.sizeof(vp):
                 raise RuntimeError(f"unexpected layout of {kind.__name__}")
         probe = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ssl_object = probe.wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO(), server_hostname="probe.invalid")
-        if self._ssl_ctx(self._field(ssl_object._sslobj, self._ssl_offset)) != self.ctx(probe):  # type: ignore[attr-defined]
-            raise RuntimeError("SSLObject layout not recognised")
+        with socket.socket() as sock:
+            tls = probe._wrap_socket(sock, False, "probe.invalid")  # type: ignore[attr-defined]
+            if self._ssl_ctx(self._field(tls, self._ssl_offset)) != self.ctx(probe):
+                raise RuntimeError("_SSLSocket layout not recognised")
 
     def _field(self, obj: object, offset: int) -> int:
         return ctypes.c_void_p.from_address(id(obj) + offset).value or 0
@@ -129,10 +131,9 @@ class _Native:
             return pointer
         return 0
 
-    def offer(self, ssl_object: ssl.SSLObject, session: int) -> bool:
-        """Offer the session at ``session`` on a new, not yet started ``ssl_object``."""
-        ssl = self._field(ssl_object._sslobj, self._ssl_offset)  # type: ignore[attr-defined]
-        return bool(self._set(ssl, session) == 1)
+    def offer(self, tls: Any, session: int) -> bool:
+        """Offer the session at ``session`` on a new, not yet started ``_ssl._SSLSocket``."""
+        return bool(self._set(self._field(tls, self._ssl_offset), session) == 1)
 
 
 def _function(lib: ctypes.CDLL, name: str, restype: Any, *argtypes: Any) -> Any:
@@ -167,25 +168,30 @@ def _no_auto_chain(context: ssl.SSLContext) -> None:
             log.warning("OpenSSL extras unavailable for a context: %s", exc)
 
 
+def accept(context: ssl.SSLContext, sock: socket.socket) -> Any:
+    """The server-side TLS object (``_ssl._SSLSocket``) for an accepted, non-blocking socket:
+    OpenSSL reads and writes the socket itself. The stdlib's ``SSLSocket`` wraps the same object in
+    Python code (timeouts, ``makefile``, ``sendfile``) that a relay never calls."""
+    return context._wrap_socket(sock, True)  # type: ignore[attr-defined]
+
+
 class _ResumingContext(ssl.SSLContext):
-    """Offers the last session seen on this context. asyncio's and uvloop's SSL protocols create
-    their SSL objects through ``wrap_bio``, so overriding it is the one hook both honour."""
+    """A worker-facing context that offers the last session seen on it (see :meth:`remember`)."""
 
     last_session: ssl.SSLSession | None = None
     _last_pointer = 0  # its SSL_SESSION * when offered natively
     _native: _Native | None = None
     remembered_at = float("-inf")
 
-    def wrap_bio(self, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO, server_side: bool = False,
-                 server_hostname: str | bytes | None = None,
-                 session: ssl.SSLSession | None = None) -> ssl.SSLObject:
-        if session is not None or not self._last_pointer:
-            return super().wrap_bio(incoming, outgoing, server_side, server_hostname,
-                                    session=session or self.last_session)
-        ssl_object = super().wrap_bio(incoming, outgoing, server_side, server_hostname)
+    def connect(self, sock: socket.socket, server_hostname: str) -> Any:
+        """The client-side TLS object for ``sock`` (not yet connected), offering the kept session."""
+        if not self._last_pointer:
+            return self._wrap_socket(sock, False, server_hostname,  # type: ignore[attr-defined]
+                                     session=self.last_session)
+        tls = self._wrap_socket(sock, False, server_hostname)  # type: ignore[attr-defined]
         assert self._native is not None  # a pointer is only kept with it
-        self._native.offer(ssl_object, self._last_pointer)  # refused: a full handshake, no harm
-        return ssl_object
+        self._native.offer(tls, self._last_pointer)  # refused: a full handshake, no harm
+        return tls
 
     def wants(self, ssl_object: Any) -> bool:
         """Whether :meth:`remember` would keep anything from this connection (cheap)."""
