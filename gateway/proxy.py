@@ -30,7 +30,7 @@ from buildkit_controller.gateway.activity import ActivityReporter
 from buildkit_controller.gateway.cache import Refused, Route, WorkerCache
 from buildkit_controller.gateway.config import GatewayConfig
 from buildkit_controller.gateway.metrics import GatewayMetrics
-from buildkit_controller.gateway.relay import Link, Side
+from buildkit_controller.gateway.relay import Link, Side, Socket
 from buildkit_controller.gateway.tls import TLSContexts, accept
 
 __all__ = ["Proxy", "handshake_reason"]
@@ -85,7 +85,7 @@ class Proxy:
                 loop.remove_reader(listener.fileno())
                 loop.call_later(_ACCEPT_PAUSE, self._resume_accepting)
                 return
-            sock = socket.socket(self._family, socket.SOCK_STREAM, 0, fd)
+            sock = Socket(self._family, socket.SOCK_STREAM, 0, fd)
             sock.setblocking(False)
             sock.setsockopt(*_NODELAY)
             client = Side(loop, sock, accept(self._tls.server, sock))
@@ -127,7 +127,7 @@ class Proxy:
 
     def _connect(self, client: Side, route: Route) -> None:
         context = self._tls.upstream(route.endpoint, client.tls.selected_alpn_protocol())
-        sock = socket.socket(socket.AF_INET6 if ":" in route.host else socket.AF_INET, _NONBLOCKING_STREAM)
+        sock = Socket(socket.AF_INET6 if ":" in route.host else socket.AF_INET, _NONBLOCKING_STREAM)
         sock.setsockopt(*_NODELAY)
         upstream = Side(self._loop, sock, context.connect(sock, self._config.worker_server_name))
         self._timed.add(upstream)

@@ -17,6 +17,7 @@ reset, and a reset can discard the last bytes owed to the peer.
 
 from __future__ import annotations
 
+import _socket
 import asyncio
 import contextlib
 import errno
@@ -27,7 +28,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["BUFFER_SIZE", "LINGER", "Link", "Side"]
+__all__ = ["BUFFER_SIZE", "LINGER", "Link", "Side", "Socket"]
 
 BUFFER_SIZE = 64 * 1024  # bulk transfers: fewer callbacks per byte
 _FIRST_BUFFER = 16 * 1024  # one TLS record; most connections sit idle, so start small
@@ -37,6 +38,14 @@ LINGER = 2.0  # seconds a closing socket waits for the peer to close (its close_
 OWED_TIMEOUT = 60.0  # seconds a side may take to accept the last chunk of a side that ended
 _SCRATCH = bytearray(BUFFER_SIZE)  # where lingering sockets' last bytes go
 _WantRead, _WantWrite = ssl.SSLWantReadError, ssl.SSLWantWriteError
+
+
+class Socket(_socket.socket):
+    """The C socket type without :class:`socket.socket`'s Python layer (its ``__init__`` and
+    ``close`` are Python code; a relay needs neither ``makefile`` nor ``sendfile``), plus the weak
+    reference that OpenSSL's ``_ssl`` keeps to its socket."""
+
+    __slots__ = ("__weakref__",)
 
 
 class Side:
@@ -52,9 +61,9 @@ class Side:
     write would block.
     """
 
-    __slots__ = ("__weakref__", "_early", "_grow_at", "_loop", "_on_done", "_on_fail", "_reading", "_shut",
-                 "_stuck", "_view", "_writing", "closed", "deadline", "fd", "finishing", "link", "nbytes", "peer",
-                 "sock", "tls")
+    __slots__ = ("__weakref__", "_early", "_grow_at", "_loop", "_on_done", "_on_fail", "_on_readable", "_reading",
+                 "_shut", "_stuck", "_view", "_writing", "closed", "deadline", "fd", "finishing", "link", "nbytes",
+                 "peer", "sock", "tls")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, tls: Any) -> None:
         self._loop, self.sock, self.fd, self.tls = loop, sock, sock.fileno(), tls
@@ -63,6 +72,7 @@ class Side:
         self._stuck: memoryview | None = None  # read from here, not yet written to the peer
         self._early = 0  # bytes read before the link started (-1: the side ended meanwhile)
         self._reading = self._writing = False  # what the loop watches for
+        self._on_readable: Callable[[], None] = _nothing
         self._shut = False  # finish() ran
         self._on_done: Callable[[Side], None] | None = None
         self._on_fail: Callable[[Side, BaseException], None] | None = None
@@ -74,8 +84,15 @@ class Side:
         self.closed = False  # the socket is closed
 
     def _read_with(self, callback: Callable[[], None]) -> None:
-        self._loop.add_reader(self.fd, callback)  # replacing a callback costs no system call
-        self._reading = True
+        """Call ``callback`` whenever the socket is readable. The loop itself is told only when
+        reading starts: changing what it calls costs more than this one indirection."""
+        self._on_readable = callback
+        if not self._reading:
+            self._loop.add_reader(self.fd, self._readable_event)
+            self._reading = True
+
+    def _readable_event(self) -> None:
+        self._on_readable()
 
     def _stop_reading(self) -> None:
         if self._reading:
@@ -309,8 +326,13 @@ class Side:
         # Nothing calls this side any more: drop what ties it into reference cycles, so that
         # reference counting frees the connection, OpenSSL's objects included, at once.
         self.link = self._on_done = self._on_fail = None
+        self._on_readable = _nothing
         if self._stuck is None:
             self.peer = None
+
+
+def _nothing() -> None:
+    """What a side with nothing to do on a readable event does."""
 
 
 class Link:
