@@ -53,7 +53,7 @@ class Route:
 class _Entry:
     worker: Worker
     ready: bool
-    address: tuple[str, int] | None
+    route: Route | None  # where its allocation's bytes go, if it has an allocation and an address
 
 
 class WorkerCache:
@@ -111,7 +111,7 @@ class WorkerCache:
             return
         status = body.get("status") or {}
         self._entries[name] = _Entry(worker=worker, ready=_ready(status.get("conditions")),
-                                     address=_address(worker.status.endpoint))
+                                     route=_route_of(worker))
 
     def _changed(self) -> None:
         index: dict[str, list[str]] = {}
@@ -121,6 +121,15 @@ class WorkerCache:
         self._by_allocation = index
         for listener in self._listeners:
             listener()
+
+
+def _route_of(worker: Worker) -> Route | None:
+    """Built once per watch event, not per connection."""
+    address, allocation = _address(worker.status.endpoint), worker.allocation
+    if address is None or allocation is None:
+        return None
+    return Route(worker=worker.name, allocation_id=allocation.id, cert_serial=allocation.cert_serial or "",
+                 expires_at=allocation.expires_at, host=address[0], port=address[1])
 
 
 def _route(entry: _Entry, allocation_id: str, cert_serial: str, now: datetime) -> Route:
@@ -134,11 +143,9 @@ def _route(entry: _Entry, allocation_id: str, cert_serial: str, now: datetime) -
     if worker.phase is not WorkerPhase.ALLOCATED or not entry.ready:
         raise Refused("worker-not-ready", f"worker {worker.name} is {worker.phase.value}"
                                           f"{'' if entry.ready else ', not Ready'}")
-    if entry.address is None:
+    if entry.route is None:
         raise Refused("no-endpoint", f"worker {worker.name} has no usable endpoint")
-    host, port = entry.address
-    return Route(worker=worker.name, allocation_id=allocation_id, cert_serial=cert_serial,
-                 expires_at=allocation.expires_at, host=host, port=port)
+    return entry.route
 
 
 def _ready(conditions: object) -> bool:

@@ -86,8 +86,12 @@ class Proxy:
                 loop.call_later(_ACCEPT_PAUSE, self._resume_accepting)
                 return
             sock = Socket(self._family, socket.SOCK_STREAM, 0, fd)
-            sock.setblocking(False)
-            sock.setsockopt(*_NODELAY)
+            try:
+                sock.setblocking(False)
+                sock.setsockopt(*_NODELAY)
+            except OSError:  # reset before we got to it
+                sock.close()
+                continue
             client = Side(loop, sock, accept(self._tls.server, sock))
             self._timed.add(client)
             client.handshake(self._config.handshake_timeout, self._accepted, self._handshake_failed)
@@ -159,7 +163,7 @@ class Proxy:
         link.start()
 
     def _close(self, side: Side) -> None:
-        side.finish()
+        side.finish(now=True)
         self._timed.add(side)  # until it has lingered
 
     def _release(self, allocation_id: str) -> None:

@@ -2,17 +2,19 @@
 
 Each side of a proxied connection is a non-blocking socket whose TLS object reads and writes the
 file descriptor directly (a socket BIO, as nginx and HAProxy use OpenSSL): no memory BIOs, no
-transport or protocol objects, no futures, no timers per connection. ``loop.add_reader`` calls
-:meth:`Side._readable`, which decrypts a record straight into the side's buffer and hands a
-memoryview of it to the other side's ``write``, which encrypts it onto that socket: one copy each
-way, no ``bytes`` object per chunk. Back-pressure is OpenSSL's own: a write that would block keeps
-its chunk, stops reading the source and waits for the destination to become writable
-(:meth:`Side._flush`); the buffer is not reused until then.
+transport or protocol objects, no futures, no timers per connection. A readable event decrypts one
+record into the buffer all sides share and hands a memoryview of it to the other side's ``write``,
+which encrypts it onto that socket: one copy each way, no ``bytes`` object per chunk, no buffer
+per idle connection. Back-pressure is OpenSSL's own: a write that would block keeps its chunk
+(and the buffer under it), stops reading the source and waits for the destination to become
+writable (:meth:`Side._flush`).
 
-Closing is graceful: whatever is owed to a side is written first, then close_notify, then a TCP
-FIN, and the socket lingers, discarding what still arrives, until the peer closes (at most
-``LINGER`` seconds, enforced by the owner's sweep): closing a socket with unread bytes would send a
-reset, and a reset can discard the last bytes owed to the peer.
+Closing is graceful: whatever one side sent before it ended is written to the other first, then
+close_notify, and the socket lingers, discarding what still arrives, until the peer closes (at
+most ``LINGER`` seconds, enforced by the owner's sweep). Neither a TCP FIN right after close_notify
+(asyncio's SSL transports drop records still buffered when a FIN arrives while the application
+is not reading) nor closing with unread bytes (a reset, which discards what the peer has not read
+yet) would be safe.
 """
 
 from __future__ import annotations
@@ -28,16 +30,26 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["BUFFER_SIZE", "LINGER", "Link", "Side", "Socket"]
+__all__ = ["LINGER", "RECORD", "Link", "Side", "Socket"]
 
-BUFFER_SIZE = 64 * 1024  # bulk transfers: fewer callbacks per byte
-_FIRST_BUFFER = 16 * 1024  # one TLS record; most connections sit idle, so start small
+RECORD = 16 * 1024  # the most one SSL_read returns: one TLS record's plaintext
 _READS_PER_CALL = 16  # then let other connections run; the rest comes on the next turn
 _RETRY = 0.005  # seconds before reading again after a read that had to write and could not
 LINGER = 2.0  # seconds a closing socket waits for the peer to close (its close_notify, its FIN)
 OWED_TIMEOUT = 60.0  # seconds a side may take to accept the last chunk of a side that ended
-_SCRATCH = bytearray(BUFFER_SIZE)  # where lingering sockets' last bytes go
+_SCRATCH = bytearray(64 * 1024)  # where lingering sockets' last bytes go
 _WantRead, _WantWrite = ssl.SSLWantReadError, ssl.SSLWantWriteError
+
+
+class _SharedBuffer:
+    """The one read buffer of all sides. A side reads a record into it and writes it to its peer
+    before anything else runs, so the next read may reuse it; a write that must wait keeps the
+    buffer (the chunk is a view of it) and a new one takes its place. Idle connections hold none."""
+
+    view = memoryview(bytearray(RECORD))
+
+
+_buffer = _SharedBuffer()
 
 
 class Socket(_socket.socket):
@@ -61,16 +73,14 @@ class Side:
     write would block.
     """
 
-    __slots__ = ("__weakref__", "_early", "_grow_at", "_loop", "_on_done", "_on_fail", "_on_readable", "_reading",
-                 "_shut", "_stuck", "_view", "_writing", "closed", "deadline", "fd", "finishing", "link", "nbytes",
+    __slots__ = ("__weakref__", "_early", "_loop", "_on_done", "_on_fail", "_on_readable", "_reading",
+                 "_shut", "_stuck", "_writing", "closed", "deadline", "fd", "finishing", "link", "nbytes",
                  "peer", "sock", "tls")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, tls: Any) -> None:
         self._loop, self.sock, self.fd, self.tls = loop, sock, sock.fileno(), tls
-        self._view = memoryview(bytearray(_FIRST_BUFFER))
-        self._grow_at = _FIRST_BUFFER  # a read that fills the buffer means bulk: grow once
         self._stuck: memoryview | None = None  # read from here, not yet written to the peer
-        self._early = 0  # bytes read before the link started (-1: the side ended meanwhile)
+        self._early: memoryview | None = None  # read before the link started
         self._reading = self._writing = False  # what the loop watches for
         self._on_readable: Callable[[], None] = _nothing
         self._shut = False  # finish() ran
@@ -168,25 +178,24 @@ class Side:
     def _before_link(self) -> None:
         """Readable before the other side is up: keep one chunk (TLS 1.3 clients often send right
         after their Finished), then stop reading until :meth:`start`."""
-        if self._early:
+        if self._early is not None:
             self._stop_reading()
             return
         count = self._read()
         if count:
-            self._early = count
+            self._early = memoryview(bytes(_buffer.view[:count]))  # small, and the buffer is shared
         elif self.finishing:  # it ended already: start() reports that
-            self._early = -1
             self._stop_reading()
 
     # ------------------------------------------------------------------ relaying
     def start(self) -> None:
         """Relay into ``peer``: first what arrived before, then whatever OpenSSL already holds
         (bytes that came with the handshake get no readiness event), then on every event."""
-        early, self._early = self._early, 0
-        if early < 0:
+        if self.finishing:
             self._ended()
             return
-        if early and not self._forward(early):
+        early, self._early = self._early, None
+        if early is not None and not self._write_out(early, shared=False):
             return
         self._read_with(self._readable)
         self._readable()
@@ -202,9 +211,8 @@ class Side:
 
     def _read(self) -> int:
         """Bytes now in the buffer; 0 if none can be read now or this side ended (``finishing``)."""
-        view = self._view
         try:
-            count: int = self.tls.read(len(view), view)
+            count: int = self.tls.read(RECORD, _buffer.view)
         except _WantRead:
             return 0
         except _WantWrite:  # TLS must write while reading (a key update reply) and cannot yet
@@ -221,20 +229,23 @@ class Side:
 
     def _forward(self, count: int) -> bool:
         """Write what was read to the peer; False if that has to wait (or the peer is gone)."""
-        chunk, peer = self._view[:count], self.peer
+        return self._write_out(_buffer.view[:count], shared=True)
+
+    def _write_out(self, chunk: memoryview, *, shared: bool) -> bool:
+        peer = self.peer
         assert peer is not None
         try:
             peer.tls.write(chunk)
         except _WantWrite:
             self._stuck = chunk
+            if shared:  # this side keeps the buffer until the chunk is written; others get a new one
+                _buffer.view = memoryview(bytearray(RECORD))
             self._stop_reading()
             peer._write_with(self._flush)
             return False
         except (OSError, ValueError):
             peer._ended()
             return False
-        if count == self._grow_at:
-            self._view, self._grow_at = memoryview(bytearray(BUFFER_SIZE)), 0  # never again
         return True
 
     def _resume_read(self) -> None:
@@ -272,23 +283,48 @@ class Side:
             self.link.side_ended(self)
 
     # ------------------------------------------------------------------ closing
-    def finish(self) -> None:
-        """Close gracefully, dropping what the peer read for this side and could not write yet:
-        close_notify, FIN, then linger until the peer closes (``deadline``)."""
+    def finish(self, *, now: bool = False) -> None:
+        """Close gracefully, dropping what the peer read for this side and could not write yet.
+
+        close_notify first. Then, with ``now`` (revocation, a refusal, a side that already ended),
+        a FIN at once: every client sees the end, whether or not it acts on close_notify (gRPC's
+        C core waits for the FIN). Without, the FIN waits for the peer's close_notify (at most
+        ``LINGER``): a client that is not reading when a FIN arrives may drop records it has
+        buffered (asyncio's SSL transports do). Either way the socket is closed only once the peer
+        closes or ``LINGER`` passes, never with unread bytes (which would be a reset)."""
         if self.closed or self._shut:
             return
         self.finishing = self._shut = True
         self._drop_owed()
         self._stop_writing()
         with contextlib.suppress(OSError, ValueError):
-            self.tls.shutdown()  # close_notify; the peer's need not be waited for
+            self.tls.shutdown()  # sends close_notify; reads the peer's if it is already here
+        self.deadline = time.monotonic() + LINGER
+        if now:
+            self._fin()
+        else:
+            self._read_with(self._await_close_notify)
+            self._await_close_notify()
+
+    def _await_close_notify(self) -> None:
+        """Discard what crosses our close_notify until the peer's arrives, then FIN."""
+        try:
+            count = self.tls.read(RECORD, _buffer.view)
+        except _WantRead:
+            return
+        except (OSError, ValueError):  # EOF, reset, a protocol error: nothing more to wait for
+            count = 0
+        if not count:  # close_notify (the stdlib returns 0 for it)
+            self._fin()
+
+    def _fin(self) -> None:
         try:
             self.sock.shutdown(socket.SHUT_WR)
-        except OSError:
+        except OSError:  # not connected any more
             self.abort()
             return
-        self.deadline = time.monotonic() + LINGER
         self._read_with(self._drain)
+        self._drain()  # the peer may have closed already
 
     def await_owed(self, timeout: float) -> None:
         """Stop relaying, but close only once the peer's last chunk is written (``_flush``)."""
@@ -362,7 +398,7 @@ class Link:
     def side_ended(self, side: Side) -> None:
         """One side will send no more: both close, but what it sent still reaches the other."""
         other = self.upstream if side is self.client else self.client
-        side.finish()
+        side.finish(now=True)
         if side._stuck is not None:  # a chunk owed to ``other``
             other.await_owed(OWED_TIMEOUT)
         else:
@@ -374,8 +410,8 @@ class Link:
         if self._closing:
             return
         self._closing = True
-        self.client.finish()
-        self.upstream.finish()
+        self.client.finish(now=True)
+        self.upstream.finish(now=True)
         self._report()
 
     def _report(self) -> None:

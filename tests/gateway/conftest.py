@@ -7,6 +7,7 @@ CA and serves the pool's worker DNS name. Allocations are BuildKitWorker objects
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import ssl
 from collections.abc import AsyncIterator
@@ -136,6 +137,7 @@ class EchoWorker:
         self.peers: list[dict[str, Any]] = []
         self.resumed: list[bool] = []
         self.greeting = b""  # sent first, before reading (server-speaks-first protocols)
+        self.hang_up = False  # close right after the greeting
         self.server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
@@ -154,12 +156,14 @@ class EchoWorker:
         self.resumed.append(ssl_object.session_reused)
         writer.write(self.greeting)
         try:
-            while data := await reader.read(65536):
+            while not self.hang_up and (data := await reader.read(65536)):
                 writer.write(data)
                 await writer.drain()
         except (OSError, ssl.SSLError):
             pass
         finally:
+            with contextlib.suppress(OSError, ssl.SSLError):
+                await writer.drain()
             writer.close()
 
     async def stop(self) -> None:

@@ -45,8 +45,8 @@ async def test_large_transfer_is_lossless_both_ways(gateway: Gateway, pool_pki: 
     await sender
     writer.close()
     assert hashlib.sha256(received).digest() == hashlib.sha256(data).digest()
-    await wait_for(lambda: gateway.metrics.bytes_in._value.get() >= len(data))
-    assert gateway.metrics.bytes_out._value.get() >= len(data)
+    await wait_for(lambda: gateway.metrics.bytes_in._value.get() >= len(data)  # counted every 0.25 s
+                   and gateway.metrics.bytes_out._value.get() >= len(data))
 
 
 async def test_alpn_chosen_by_the_client_is_asked_of_the_worker(gateway: Gateway, pool_pki: PoolPKI,
@@ -73,6 +73,24 @@ async def test_a_worker_that_speaks_first_reaches_the_client(gateway: Gateway, p
     reader, writer = await open_client(gateway, pool_pki.client_context(cert))
     assert await asyncio.wait_for(reader.readexactly(21), 5) == b"hello from the worker"
     writer.close()
+
+
+async def test_what_a_worker_sent_before_closing_reaches_a_slow_client(
+        gateway: Gateway, pool_pki: PoolPKI, workers: Workers, echo_worker: EchoWorker) -> None:
+    # The worker writes 16 MiB and hangs up at once; the client reads only after a pause, so the
+    # gateway holds a chunk it cannot write yet when the worker's side ends. All of it must arrive,
+    # then a clean end: not a reset, not a truncated stream.
+    echo_worker.greeting, echo_worker.hang_up = os.urandom(16 << 20), True
+    cert = pool_pki.allocation_cert("m" * 32)
+    await workers.create("w1", endpoint=echo_worker.endpoint, cert=cert, allocation_id="m" * 32)
+    await wait_for(lambda: gateway.cache._by_allocation.get("m" * 32))
+    reader, writer = await open_client(gateway, pool_pki.client_context(cert))
+    await asyncio.sleep(0.5)
+    received = await asyncio.wait_for(reader.read(), 30)  # until EOF
+    writer.close()
+    assert len(received) == len(echo_worker.greeting)
+    assert hashlib.sha256(received).digest() == hashlib.sha256(echo_worker.greeting).digest()
+    await wait_for(lambda: not gateway.proxy.links and not gateway.proxy.closing())
 
 
 async def test_a_worker_serving_another_name_is_not_trusted(gateway: Gateway, pool_pki: PoolPKI,
