@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import errno
 import functools
 import logging
 import socket
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 _ACCEPTS_PER_CALL = 64  # then let live connections run
 _ACCEPT_PAUSE = 0.1  # seconds without accepting after running out of file descriptors
 _NODELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+_OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _NONBLOCKING_STREAM = socket.SOCK_STREAM | socket.SOCK_NONBLOCK  # no separate system call to set it
 
 
@@ -57,6 +59,8 @@ class Proxy:
         self._loop = asyncio.get_running_loop()  # kept: every lookup of the running loop is a getpid()
         self._family = socket.AF_INET
         self._revalidate_soon = False
+        self._uncounted = [0, 0]  # bytes in and out not yet added to the metrics
+        metrics.active.set_function(lambda: len(self.links))  # read when scraped
         cache.on_change(self._schedule_revalidate)
 
     # ------------------------------------------------------------------ accepting
@@ -80,7 +84,10 @@ class Proxy:
                 fd, _ = listener._accept()  # type: ignore[attr-defined]
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # EMFILE and the like: pause instead of spinning on the listener
+            except OSError as exc:
+                if exc.errno not in _OUT_OF_RESOURCES:  # this one connection failed (ECONNABORTED, ...)
+                    continue
+                # Out of file descriptors or memory: pause instead of spinning on the listener.
                 log.warning("accept failed, pausing for %.1fs: %s", _ACCEPT_PAUSE, exc)
                 loop.remove_reader(listener.fileno())
                 loop.call_later(_ACCEPT_PAUSE, self._resume_accepting)
@@ -109,13 +116,18 @@ class Proxy:
     def _accepted(self, client: Side) -> None:
         """Handshake done, client certificate verified by OpenSSL: now the allocation check."""
         try:
+            if self._listener is None:  # draining: this gateway is going away
+                raise Refused("draining", "the gateway is shutting down")
             route = self._identify(client.tls)
         except Refused as refusal:
             self._metrics.reject(refusal.reason)
             log.info("refused %s: %s", _peer(client.sock), refusal)
             self._close(client)
             return
-        self._connect(client, route)
+        try:
+            self._connect(client, route)
+        except Exception as exc:  # out of file descriptors, certificate files unreadable, ...
+            self._unreachable(client, route, None, exc)
 
     def _identify(self, tls: Any) -> Route:
         der = tls.getpeercert(True)
@@ -140,7 +152,7 @@ class Proxy:
                            functools.partial(self._unreachable, client, route),
                            connect=(route.host, route.port))
 
-    def _unreachable(self, client: Side, route: Route, upstream: Side, exc: BaseException) -> None:
+    def _unreachable(self, client: Side, route: Route, upstream: Side | None, exc: BaseException) -> None:
         self._release(route.allocation_id)
         self._metrics.errors.inc()
         log.warning("worker %s at %s unreachable for allocation %s: %s", route.worker,
@@ -158,7 +170,6 @@ class Proxy:
                     allocation_id=route.allocation_id, cert_serial=route.cert_serial,
                     on_closed=self._closed)
         self.links.add(link)
-        self._metrics.active.inc()
         self._activity.opened(route.worker)
         link.start()
 
@@ -177,7 +188,6 @@ class Proxy:
         self._release(link.allocation_id)
         self.links.discard(link)
         self._count_bytes(link)
-        self._metrics.active.dec()
         self._metrics.duration.observe(time.monotonic() - link.started)
         self._metrics.successes.inc()
         self._activity.closed(link.worker)
@@ -215,6 +225,7 @@ class Proxy:
                 link.close()
                 continue
             self._close_if_idle(link, mono)
+        self.publish_bytes()
 
     def _close_if_idle(self, link: Link, mono: float) -> None:
         if link.client.nbytes + link.upstream.nbytes != link.idle_bytes:
@@ -225,9 +236,19 @@ class Proxy:
 
     def _count_bytes(self, link: Link) -> None:
         got_in, got_out = link.client.nbytes, link.upstream.nbytes
-        self._metrics.bytes_in.inc(got_in - link.last_bytes[0])
-        self._metrics.bytes_out.inc(got_out - link.last_bytes[1])
+        self._uncounted[0] += got_in - link.last_bytes[0]
+        self._uncounted[1] += got_out - link.last_bytes[1]
         link.last_bytes = (got_in, got_out)
+
+    def publish_bytes(self) -> None:
+        """Add the bytes counted since the last call to the metrics: one update per interval, not
+        one per connection (each costs a lock)."""
+        got_in, got_out = self._uncounted
+        if got_in:
+            self._metrics.bytes_in.inc(got_in)
+        if got_out:
+            self._metrics.bytes_out.inc(got_out)
+        self._uncounted = [0, 0]
 
     def closing(self) -> bool:
         """Whether any socket is still lingering or in its handshake."""
@@ -244,6 +265,7 @@ class Proxy:
         for side in list(self._timed):
             side.abort()
         self._timed.clear()
+        self.publish_bytes()
 
 
 @functools.lru_cache(maxsize=4096)
@@ -254,10 +276,10 @@ def _identity(der: bytes) -> tuple[str, str]:
     the parsing is skipped): clients reconnect with the same certificate, and parsing X.509 is
     the largest Python cost of a connection after the handshakes.
     """
-    certificate = x509.load_der_x509_certificate(der)
     try:
+        certificate = x509.load_der_x509_certificate(der)
         allocation_id = pki.allocation_id_from_certificate(certificate)
-    except CertificateVerificationError as exc:
+    except (CertificateVerificationError, ValueError) as exc:
         raise Refused("bad-identity", str(exc)) from None
     return allocation_id, pki.serial_decimal(certificate)
 

@@ -23,9 +23,13 @@ import _socket
 import asyncio
 import contextlib
 import errno
+import fcntl
+import functools
 import os
 import socket
 import ssl
+import struct
+import termios
 import time
 from collections.abc import Callable
 from typing import Any
@@ -73,9 +77,9 @@ class Side:
     write would block.
     """
 
-    __slots__ = ("__weakref__", "_early", "_loop", "_on_done", "_on_fail", "_on_readable", "_reading",
-                 "_shut", "_stuck", "_writing", "closed", "deadline", "fd", "finishing", "link", "nbytes",
-                 "peer", "sock", "tls")
+    __slots__ = ("__weakref__", "_closing_since", "_early", "_loop", "_on_done", "_on_fail", "_on_readable",
+                 "_reading", "_shut", "_stuck", "_unsent", "_writing", "clean", "closed", "deadline", "fd",
+                 "finishing", "link", "nbytes", "peer", "sock", "tls")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, tls: Any) -> None:
         self._loop, self.sock, self.fd, self.tls = loop, sock, sock.fileno(), tls
@@ -84,6 +88,9 @@ class Side:
         self._reading = self._writing = False  # what the loop watches for
         self._on_readable: Callable[[], None] = _nothing
         self._shut = False  # finish() ran
+        self._closing_since = 0.0
+        self._unsent = 1 << 62  # bytes the kernel held for the peer at the last look (lingering)
+        self.clean = True  # False: this side ended without close_notify (reset, EOF, error)
         self._on_done: Callable[[Side], None] | None = None
         self._on_fail: Callable[[Side, BaseException], None] | None = None
         self.peer: Side | None = None
@@ -169,11 +176,31 @@ class Side:
             fail(self, exc)
 
     def timed_out(self) -> None:
-        """The owner's sweep found ``deadline`` passed: fail the handshake, or stop lingering."""
+        """The owner's sweep found ``deadline`` passed: fail the handshake, or stop lingering
+        (unless the peer is still taking what is queued for it, up to ``OWED_TIMEOUT``)."""
+        now = time.monotonic()
         if self._on_fail is not None:
             self._failed(TimeoutError("TLS handshake timed out"))
+        elif self._shut and now - self._closing_since < OWED_TIMEOUT and self._unsent_shrinks():
+            self.deadline = now + LINGER
         else:
+            self._read_dry()  # closing with unread bytes would send a reset
             self.abort()
+
+    def _unsent_shrinks(self) -> bool:
+        """Whether the kernel holds bytes for the peer and fewer than at the last look."""
+        try:
+            unsent = struct.unpack("i", fcntl.ioctl(self.fd, termios.TIOCOUTQ, b"\0" * 4))[0]
+        except OSError:
+            return False
+        shrinks, self._unsent = 0 < unsent < self._unsent, unsent
+        return shrinks
+
+    def _read_dry(self) -> None:
+        with contextlib.suppress(OSError):
+            for _ in range(64):
+                if not self.sock.recv_into(_SCRATCH):
+                    return
 
     def _before_link(self) -> None:
         """Readable before the other side is up: keep one chunk (TLS 1.3 clients often send right
@@ -220,6 +247,7 @@ class Side:
             self._loop.call_later(_RETRY, self._resume_read)  # rare: the writer may be in use
             return 0
         except (OSError, ValueError):  # reset, unclean EOF, bad record
+            self.clean = False
             count = 0
         if not count:  # 0 without an exception: close_notify
             self._ended()
@@ -249,7 +277,11 @@ class Side:
         return True
 
     def _resume_read(self) -> None:
-        if not self.finishing and self._stuck is None:
+        if self.finishing or self._stuck is not None:
+            return
+        if self.link is None:  # not relaying yet
+            self._read_with(self._before_link)
+        else:
             self._read_with(self._readable)
             self._readable()
 
@@ -272,7 +304,7 @@ class Side:
         if not self.finishing:
             self._resume_read()
             return
-        peer.finish()  # the link ended while this chunk waited: now the peer may close too
+        peer.finish(notify=self.clean)  # the link ended while this chunk waited: now the peer may close
         if self.closed:
             self.peer = None
 
@@ -283,23 +315,47 @@ class Side:
             self.link.side_ended(self)
 
     # ------------------------------------------------------------------ closing
-    def finish(self, *, now: bool = False) -> None:
+    def finish(self, *, now: bool = False, notify: bool = True) -> None:
         """Close gracefully, dropping what the peer read for this side and could not write yet.
 
-        close_notify first. Then, with ``now`` (revocation, a refusal, a side that already ended),
+        close_notify first (not after an abnormal end of the other side: then this side must see
+        an unclean end too). Then, with ``now`` (revocation, a refusal, a side that already ended),
         a FIN at once: every client sees the end, whether or not it acts on close_notify (gRPC's
         C core waits for the FIN). Without, the FIN waits for the peer's close_notify (at most
         ``LINGER``): a client that is not reading when a FIN arrives may drop records it has
-        buffered (asyncio's SSL transports do). Either way the socket is closed only once the peer
-        closes or ``LINGER`` passes, never with unread bytes (which would be a reset)."""
+        buffered (asyncio's SSL transports do). The socket is closed once the peer closes, or when
+        ``LINGER`` passes without the peer taking any of what is still queued for it."""
         if self.closed or self._shut:
             return
         self.finishing = self._shut = True
         self._drop_owed()
         self._stop_writing()
-        with contextlib.suppress(OSError, ValueError):
-            self.tls.shutdown()  # sends close_notify; reads the peer's if it is already here
-        self.deadline = time.monotonic() + LINGER
+        self._closing_since = time.monotonic()
+        self.deadline = self._closing_since + LINGER
+        if not notify:
+            self._fin()
+        elif self._close_notify():
+            self._after_notify(now)
+        else:  # the send buffer is full: send close_notify once there is room
+            self._stop_reading()
+            self._write_with(functools.partial(self._retry_close_notify, now))
+
+    def _close_notify(self) -> bool:
+        """Send close_notify; False if it has to wait for room in the send buffer."""
+        try:
+            self.tls.shutdown()  # also reads the peer's if it is already here
+        except _WantWrite:
+            return False
+        except (OSError, ValueError):  # want-read: sent, the peer's is not here yet; or broken
+            pass
+        return True
+
+    def _retry_close_notify(self, now: bool) -> None:
+        if self._close_notify():
+            self._stop_writing()
+            self._after_notify(now)
+
+    def _after_notify(self, now: bool) -> None:
         if now:
             self._fin()
         else:
@@ -402,7 +458,7 @@ class Link:
         if side._stuck is not None:  # a chunk owed to ``other``
             other.await_owed(OWED_TIMEOUT)
         else:
-            other.finish()
+            other.finish(notify=side.clean)
         self._report()
 
     def close(self) -> None:

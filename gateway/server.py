@@ -126,8 +126,11 @@ class Gateway:
         while True:
             await asyncio.sleep(self.config.revalidate_interval)
             self.metrics.cache_synced.set(1 if self.cache.synced else 0)
-            self.proxy.revalidate()
-            self.proxy.sweep()
+            try:
+                self.proxy.revalidate()
+                self.proxy.sweep()
+            except Exception:  # revocation and deadlines must outlive any one bad pass
+                log.exception("revalidating connections failed; retrying")
 
 
 def _bound_socket(address: tuple[str, int]) -> socket.socket:

@@ -137,7 +137,7 @@ class EchoWorker:
         self.peers: list[dict[str, Any]] = []
         self.resumed: list[bool] = []
         self.greeting = b""  # sent first, before reading (server-speaks-first protocols)
-        self.hang_up = False  # close right after the greeting
+        self.hang_up: bool | str = False  # close right after the greeting ("abort": reset, no close_notify)
         self.server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
@@ -155,6 +155,10 @@ class EchoWorker:
         self.peers.append(ssl_object.getpeercert())
         self.resumed.append(ssl_object.session_reused)
         writer.write(self.greeting)
+        if self.hang_up == "abort":
+            await writer.drain()
+            writer.transport.abort()
+            return
         try:
             while not self.hang_up and (data := await reader.read(65536)):
                 writer.write(data)

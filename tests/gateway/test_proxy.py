@@ -6,6 +6,8 @@ import asyncio
 import gc
 import hashlib
 import os
+import socket
+import ssl
 import weakref
 from pathlib import Path
 
@@ -91,6 +93,33 @@ async def test_what_a_worker_sent_before_closing_reaches_a_slow_client(
     assert len(received) == len(echo_worker.greeting)
     assert hashlib.sha256(received).digest() == hashlib.sha256(echo_worker.greeting).digest()
     await wait_for(lambda: not gateway.proxy.links and not gateway.proxy.closing())
+
+
+async def test_a_worker_that_breaks_off_is_not_passed_on_as_a_clean_end(
+        gateway: Gateway, pool_pki: PoolPKI, workers: Workers, echo_worker: EchoWorker) -> None:
+    # TLS tells a complete stream from a cut one by close_notify: the gateway sends it to the
+    # client only when the worker sent its own, so a client never takes a truncated answer for all.
+    cert = pool_pki.allocation_cert("u" * 32)
+    await workers.create("w1", endpoint=echo_worker.endpoint, cert=cert, allocation_id="u" * 32)
+    await wait_for(lambda: gateway.cache._by_allocation.get("u" * 32))
+    host, port = gateway.address
+
+    def read_all() -> tuple[bytes, str]:
+        raw = socket.create_connection((host, port), timeout=10)
+        with pool_pki.client_context(cert).wrap_socket(raw, server_hostname="localhost",
+                                                       suppress_ragged_eofs=False) as tls:
+            got = b""
+            try:
+                while chunk := tls.recv(65536):
+                    got += chunk
+            except ssl.SSLEOFError:
+                return got, "unclean"
+            return got, "close_notify"
+
+    echo_worker.greeting, echo_worker.hang_up = b"partial answer", "abort"
+    assert await asyncio.to_thread(read_all) == (b"partial answer", "unclean")
+    echo_worker.hang_up = True
+    assert await asyncio.to_thread(read_all) == (b"partial answer", "close_notify")
 
 
 async def test_a_worker_serving_another_name_is_not_trusted(gateway: Gateway, pool_pki: PoolPKI,
