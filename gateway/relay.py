@@ -304,9 +304,19 @@ class Side:
         if not self.finishing:
             self._resume_read()
             return
-        peer.finish(notify=self.clean)  # the link ended while this chunk waited: now the peer may close
+        peer.finish(notify=peer.notify_after(self))  # the link ended while this chunk waited
         if self.closed:
             self.peer = None
+
+    def notify_after(self, ended: Side) -> bool:
+        """Whether this side gets close_notify now that ``ended`` (its peer) ended.
+
+        A client gets it only if the worker sent its own: otherwise a cut-off answer would look
+        complete. A worker always gets it: clients often close without close_notify (Python's
+        ``SSLSocket.close`` does), and OpenSSL marks the session of a connection freed without
+        having sent close_notify as not resumable, which would cost the next connection to the
+        worker a full handshake."""
+        return ended.clean or not self.tls.server_side
 
     def _ended(self) -> None:
         """This side will send no more (close_notify, EOF, reset, error)."""
@@ -458,7 +468,7 @@ class Link:
         if side._stuck is not None:  # a chunk owed to ``other``
             other.await_owed(OWED_TIMEOUT)
         else:
-            other.finish(notify=side.clean)
+            other.finish(notify=other.notify_after(side))
         self._report()
 
     def close(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import socket
 
 import pytest
 from cryptography import x509
@@ -95,6 +96,27 @@ async def test_worker_sessions_are_resumed(gateway: Gateway, pool_pki: PoolPKI, 
     # without the extras, through the stdlib's ``session=``.
     (context,) = gateway.tls._upstream.values()
     assert (context._native is not None and bool(context._last_pointer)) is openssl_extras
+
+
+async def test_clients_that_close_without_close_notify_keep_worker_sessions_resumable(
+        gateway: Gateway, pool_pki: PoolPKI, workers: Workers, echo_worker: EchoWorker) -> None:
+    # Python's SSLSocket.close() sends no close_notify. The worker side must still end with one:
+    # OpenSSL marks the session of a connection freed without it as not resumable.
+    cert = pool_pki.allocation_cert("t" * 32)
+    await workers.create("w1", endpoint=echo_worker.endpoint, cert=cert, allocation_id="t" * 32)
+    await wait_for(lambda: gateway.cache._by_allocation.get("t" * 32))
+    host, port = gateway.address
+
+    def ping() -> bytes:
+        raw = socket.create_connection((host, port), timeout=10)
+        with pool_pki.client_context(cert).wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(b"hi")
+            return tls.recv(2)  # then close() without close_notify
+
+    for _ in range(3):
+        assert await asyncio.to_thread(ping) == b"hi"
+        await asyncio.sleep(0.1)
+    assert echo_worker.resumed == [False, True, True]
 
 
 def test_contexts_send_the_certificate_file_as_it_is(pool_pki: PoolPKI) -> None:
