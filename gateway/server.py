@@ -21,12 +21,12 @@ from hypercorn.config import Config as HypercornConfig
 
 from buildkit_controller.gateway.activity import ActivityReporter
 from buildkit_controller.gateway.cache import WorkerCache
+from buildkit_controller.gateway.closing import LINGER
 from buildkit_controller.gateway.config import GatewayConfig
 from buildkit_controller.gateway.health import health_app
 from buildkit_controller.gateway.kube import WorkerStatusClient, WorkerWatch, api_client
 from buildkit_controller.gateway.metrics import GatewayMetrics
 from buildkit_controller.gateway.proxy import Proxy
-from buildkit_controller.gateway.relay import LINGER
 from buildkit_controller.gateway.tls import TLSContexts
 
 __all__ = ["Gateway"]
