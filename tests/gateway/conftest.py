@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import socket
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -279,6 +280,13 @@ async def gateway(pool_pki: PoolPKI, kubesim: KubeSim, workers: Workers) -> Asyn
 async def open_client(gw: Gateway, ctx: ssl.SSLContext) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     host, port = gw.address
     return await asyncio.open_connection(host, port, ssl=ctx, server_hostname="localhost")
+
+
+def blocking_client(gw: Gateway, ctx: ssl.SSLContext, **options: Any) -> ssl.SSLSocket:
+    """A plain blocking TLS client (for threads): unlike asyncio's, it shows how a stream ended
+    (``suppress_ragged_eofs=False``) and closes without close_notify."""
+    raw = socket.create_connection(gw.address, timeout=10)
+    return ctx.wrap_socket(raw, server_hostname="localhost", **options)
 
 
 async def echo_roundtrip(gw: Gateway, ctx: ssl.SSLContext, payload: bytes = b"ping") -> bytes:

@@ -6,14 +6,13 @@ import asyncio
 import gc
 import hashlib
 import os
-import socket
 import ssl
 import weakref
 from pathlib import Path
 
 from buildkit_controller.gateway.server import Gateway
 
-from .conftest import POOL, EchoWorker, PoolPKI, Workers, echo_roundtrip, open_client, wait_for
+from .conftest import POOL, EchoWorker, PoolPKI, Workers, blocking_client, echo_roundtrip, open_client, wait_for
 
 
 async def test_live_allocation_is_proxied_to_its_worker(gateway: Gateway, pool_pki: PoolPKI,
@@ -102,12 +101,9 @@ async def test_a_worker_that_breaks_off_is_not_passed_on_as_a_clean_end(
     cert = pool_pki.allocation_cert("u" * 32)
     await workers.create("w1", endpoint=echo_worker.endpoint, cert=cert, allocation_id="u" * 32)
     await wait_for(lambda: gateway.cache._by_allocation.get("u" * 32))
-    host, port = gateway.address
 
     def read_all() -> tuple[bytes, str]:
-        raw = socket.create_connection((host, port), timeout=10)
-        with pool_pki.client_context(cert).wrap_socket(raw, server_hostname="localhost",
-                                                       suppress_ragged_eofs=False) as tls:
+        with blocking_client(gateway, pool_pki.client_context(cert), suppress_ragged_eofs=False) as tls:
             got = b""
             try:
                 while chunk := tls.recv(65536):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import socket
 
 import pytest
 from cryptography import x509
@@ -12,7 +11,7 @@ from cryptography import x509
 from buildkit_controller.core import pki
 from buildkit_controller.gateway.server import Gateway
 
-from .conftest import HOUR, POOL, EchoWorker, PoolPKI, Workers, open_client, wait_for
+from .conftest import HOUR, POOL, EchoWorker, PoolPKI, Workers, blocking_client, open_client, wait_for
 
 
 def served_serial(writer: asyncio.StreamWriter) -> int:
@@ -105,11 +104,9 @@ async def test_clients_that_close_without_close_notify_keep_worker_sessions_resu
     cert = pool_pki.allocation_cert("t" * 32)
     await workers.create("w1", endpoint=echo_worker.endpoint, cert=cert, allocation_id="t" * 32)
     await wait_for(lambda: gateway.cache._by_allocation.get("t" * 32))
-    host, port = gateway.address
 
     def ping() -> bytes:
-        raw = socket.create_connection((host, port), timeout=10)
-        with pool_pki.client_context(cert).wrap_socket(raw, server_hostname="localhost") as tls:
+        with blocking_client(gateway, pool_pki.client_context(cert)) as tls:
             tls.sendall(b"hi")
             return tls.recv(2)  # then close() without close_notify
 
